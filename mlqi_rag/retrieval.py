@@ -1,0 +1,261 @@
+"""Find the turns that answer a question: dense + BM25, fused, code-aware and diverse.
+
+Dense retrieval finds paraphrases ("drop incomplete rows" for "missing values"); BM25 finds the
+rare exact words researchers search for. Codes that researchers applied are a strong signal, so a
+question that names a code (or its words) lifts the chunks carrying it, while uncoded transcripts
+still compete on their text. A cap per interview keeps one long interview from filling the list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .embedding import Embedder
+from .errors import QuestionError
+from .index import Index
+from .settings import Settings
+from .types import Chunk, Hit, Role, Turn
+
+MAX_QUESTION_CHARS = 2000
+# Code prefixes and suffixes that say which family a code belongs to, not what it is about.
+_CODE_NOISE = frozenset({"data", "qm", "me", "mm", "mlp", "fix", "issues", "issue"})
+FUSIONS = ("rrf", "score")
+
+
+@dataclass(frozen=True)
+class Filters:
+    interviews: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+    codes_mode: str = "any"  # any | all
+    roles: tuple[Role, ...] = ("participant",)
+    labels: tuple[str, ...] = ()
+
+    def allows(self, c: Chunk) -> bool:
+        if self.interviews and c.interview_id not in self.interviews:
+            return False
+        if self.roles and c.role not in self.roles:
+            return False
+        if self.labels and c.label not in self.labels:
+            return False
+        if self.codes:
+            have = set(c.codes)
+            if self.codes_mode == "all" and not set(self.codes) <= have:
+                return False
+            if self.codes_mode != "all" and not have & set(self.codes):
+                return False
+        return True
+
+    def where(self) -> dict[str, Any] | None:
+        """The same filter as a Chroma ``where`` clause, so the vector search applies it."""
+        clauses: list[dict[str, Any]] = []
+        if self.interviews:
+            clauses.append({"interview_id": {"$in": list(self.interviews)}})
+        if self.roles:
+            clauses.append({"role": {"$in": list(self.roles)}})
+        if self.labels:
+            clauses.append({"label": {"$in": list(self.labels)}})
+        if self.codes:
+            code_clauses = [{"codes": {"$contains": code}} for code in self.codes]
+            if len(code_clauses) == 1:
+                clauses.append(code_clauses[0])
+            else:
+                clauses.append({"$and" if self.codes_mode == "all" else "$or": code_clauses})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    question: str
+    hits: tuple[Hit, ...]
+    matched_codes: tuple[str, ...] = ()
+    searched: tuple[str, ...] = ()  # interviews eligible under the filters
+    best_similarity: float = 0.0
+    best_keyword: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=4096)
+def _stem(word: str) -> str:
+    import Stemmer
+
+    return str(_stemmer_singleton(Stemmer).stemWord(word.lower()))
+
+
+@lru_cache(maxsize=1)
+def _stemmer_singleton(module: Any) -> Any:
+    return module.Stemmer("english")
+
+
+def _stems(text: str) -> set[str]:
+    return {_stem(w) for w in re.findall(r"[A-Za-z]{2,}", text)}
+
+
+def codes_named(question: str, codes: Sequence[str]) -> tuple[str, ...]:
+    """Codes the question names, literally or by all of their content words."""
+    q_lower = question.lower()
+    q_stems = _stems(question)
+    named = []
+    for code in codes:
+        if code.lower() in q_lower:
+            named.append(code)
+            continue
+        words = {_stem(w) for w in code.split("-") if w.lower() not in _CODE_NOISE and len(w) > 1}
+        if words and words <= q_stems:
+            named.append(code)
+    return tuple(named)
+
+
+def validate_question(question: str) -> str:
+    q = " ".join(question.split())
+    if not q:
+        raise QuestionError("empty question: type a question about the interviews")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise QuestionError(f"question too long ({len(q)} characters, max {MAX_QUESTION_CHARS})")
+    if not re.search(r"\w", q):
+        raise QuestionError(f"question {q[:40]!r} has no words to search for")
+    return q
+
+
+def _ranks(positions: Sequence[int]) -> dict[int, int]:
+    return {p: r for r, p in enumerate(positions, start=1)}
+
+
+class Retriever:
+    """Hybrid retrieval over a loaded ``Index``; the embedder is passed in, never global."""
+
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings or index.settings
+        self._all_codes = tuple(index.code_counts())
+
+    def retrieve(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        with_context: bool = False,
+    ) -> RetrievalResult:
+        s = self.settings
+        q = validate_question(question)
+        k = k or s.top_k
+        filters = filters or Filters()
+        chunks = self.index.chunks
+        mask = np.fromiter((filters.allows(c) for c in chunks), dtype=bool, count=len(chunks))
+        searched = tuple(
+            dict.fromkeys(c.interview_id for c, ok in zip(chunks, mask, strict=True) if ok)
+        )
+        if not mask.any():
+            return RetrievalResult(q, (), searched=searched, settings=self.describe(k, filters))
+        n = min(max(s.candidates, k * 3), int(mask.sum()))
+
+        qv = self.embedder.embed_one(q)
+        dense = self.index.dense(qv, n, filters.where())
+        keyword = np.where(mask, self.index.keyword_scores(q), 0.0)
+        kw_order = [int(i) for i in np.argsort(-keyword, kind="stable")[:n] if keyword[i] > 0]
+
+        sims = {pos: sim for pos, sim in dense}
+        fused = self._fuse([p for p, _ in dense], sims, kw_order, keyword)
+        matched = codes_named(q, self._all_codes)
+        if matched and s.code_boost:
+            for pos in fused:
+                if set(chunks[pos].codes) & set(matched):
+                    fused[pos] *= 1.0 + s.code_boost
+        order = sorted(fused, key=lambda p: -fused[p])
+        picked = self._diverse(order, k, single_interview=len(filters.interviews) == 1)
+        hits = tuple(
+            Hit(
+                chunk=chunks[p],
+                score=fused[p],
+                dense=sims[p] if p in sims else float(self.index.vectors[p] @ qv),
+                rank=r,
+                context=self.exchange(chunks[p]) if with_context else (),
+            )
+            for r, p in enumerate(picked, start=1)
+        )
+        return RetrievalResult(
+            question=q,
+            hits=hits,
+            matched_codes=matched,
+            searched=searched,
+            best_similarity=max(sims.values(), default=0.0),
+            best_keyword=float(keyword.max()) if len(keyword) else 0.0,
+            settings=self.describe(k, filters),
+        )
+
+    def _fuse(
+        self,
+        dense_order: list[int],
+        sims: dict[int, float],
+        kw_order: list[int],
+        keyword: np.ndarray,
+    ) -> dict[int, float]:
+        s = self.settings
+        if s.fusion not in FUSIONS:
+            raise QuestionError(f"unknown fusion {s.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        fused: dict[int, float] = {}
+        if s.fusion == "rrf":
+            for ranks in (_ranks(dense_order), _ranks(kw_order)):
+                for pos, r in ranks.items():
+                    fused[pos] = fused.get(pos, 0.0) + 1.0 / (s.rrf_k + r)
+            return fused
+        # Normalised-score fusion: each list scaled to [0, 1] by its own best score.
+        top_kw = float(keyword[kw_order[0]]) if kw_order else 0.0
+        lo = min(sims.values(), default=0.0)
+        hi = max(sims.values(), default=1.0)
+        for pos in {*dense_order, *kw_order}:
+            d = (sims[pos] - lo) / (hi - lo) if pos in sims and hi > lo else 0.0
+            kw = float(keyword[pos]) / top_kw if top_kw else 0.0
+            fused[pos] = 0.5 * d + 0.5 * kw
+        return fused
+
+    def _diverse(self, order: list[int], k: int, single_interview: bool) -> list[int]:
+        cap = self.settings.per_interview_cap
+        if single_interview or cap <= 0:
+            return order[:k]
+        picked: list[int] = []
+        overflow: list[int] = []
+        per: dict[str, int] = {}
+        for pos in order:
+            iv = self.index.chunks[pos].interview_id
+            if per.get(iv, 0) < cap:
+                picked.append(pos)
+                per[iv] = per.get(iv, 0) + 1
+            else:
+                overflow.append(pos)
+            if len(picked) == k:
+                return picked
+        # Fewer interviews than k / cap: fill from the best of the capped ones.
+        return picked + overflow[: k - len(picked)]
+
+    def exchange(self, chunk: Chunk, before: int = 1, after: int = 1) -> tuple[Turn, ...]:
+        """The neighbouring turns of a hit, for display (never counted as hits)."""
+        turns = self.index.interviews[chunk.interview_id].turns
+        lo = max(0, chunk.turn_index - before)
+        return turns[lo : chunk.turn_index + after + 1]
+
+    def describe(self, k: int, filters: Filters) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "k": k,
+            "fusion": s.fusion,
+            "rrf_k": s.rrf_k,
+            "code_boost": s.code_boost,
+            "per_interview_cap": s.per_interview_cap,
+            "candidates": s.candidates,
+            "interviews": list(filters.interviews),
+            "codes": list(filters.codes),
+            "codes_mode": filters.codes_mode,
+            "roles": list(filters.roles),
+            "labels": list(filters.labels),
+            "index": self.index.generation,
+            "fingerprint": s.index_fingerprint(),
+        }
