@@ -174,14 +174,19 @@ def _filters(
 @corpus_option
 @index_option
 @click.option("--force", is_flag=True, help="Rebuild even if nothing changed.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @one_line_errors
-def index(corpus: Path | None, index_dir: Path | None, force: bool, as_json: bool) -> None:
+def index(
+    corpus: Path | None, index_dir: Path | None, force: bool, progress: bool | None, as_json: bool
+) -> None:
     """Build or update the index (only changed files are re-embedded)."""
     from .index import build_index
 
     s = _settings(corpus=corpus, index_dir=index_dir)
-    report = build_index(s, force=force)
+    report = build_index(s, force=force, progress=progress)
     for err in report.errors:
         _fail(err)
     if as_json:
