@@ -1,8 +1,10 @@
-"""Builds the pipeline once (settings → embedder → index → retriever → engine) for CLI and app."""
+"""Builds the pipeline once (settings → embedder → index → retriever → engines) for CLI and app."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
 from .embedding import Embedder
 from .index import Index
@@ -16,9 +18,21 @@ class Pipeline:
     embedder: Embedder
     index: Index
     retriever: Retriever
+    _engines: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Pipeline:
         index = Index.load(settings)  # fails fast, before the model loads, when there is no index
         embedder = embedder or Embedder.from_settings(settings)
         return cls(settings, embedder, index, Retriever(index, embedder, settings))
+
+    def engine(self, name: str | None = None) -> Any:
+        """The named answer engine (default: ``settings.engine``), built once and reused."""
+        from .answer import get_engine
+
+        name = name or self.settings.engine
+        with self._lock:
+            if name not in self._engines:
+                self._engines[name] = get_engine(name, self)
+            return self._engines[name]
