@@ -306,3 +306,156 @@ def _question_rows(question: str | None, questions_file: Path | None) -> list[di
     if question is None:
         raise click.UsageError("give a QUESTION or --questions FILE.jsonl")
     return [{"id": "1", "question": question}]
+
+
+# ---- ask & eval --------------------------------------------------------------------------------
+
+engine_option = click.option(
+    "--engine", default=None, help="extractive (default), local or openai (MLQI_ENGINE)."
+)
+
+
+@cli.command()
+@click.argument("question", required=False)
+@click.option(
+    "--questions",
+    "questions_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSONL file of questions: one output line per question.",
+)
+@engine_option
+@click.option("-k", "--top-k", "k", type=int, default=None, help="Passages to consider.")
+@_filter_options
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@one_line_errors
+def ask(
+    question: str | None,
+    questions_file: Path | None,
+    engine: str | None,
+    k: int | None,
+    interviews: tuple[str, ...],
+    codes: tuple[str, ...],
+    all_codes: bool,
+    labels: tuple[str, ...],
+    include_interviewer: bool,
+    index_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION with verified quotes (or say it is not in the interviews)."""
+    from .pipeline import Pipeline
+    from .types import Answer
+
+    rows = _question_rows(question, questions_file)
+    pipe = Pipeline.load(_settings(index_dir=index_dir))
+    eng = pipe.engine(engine)
+    filters = _filters(interviews, codes, all_codes, labels, include_interviewer)
+    for row in rows:
+        if as_json:
+            answer = eng.answer(row["question"], filters, k)
+            _emit_json({"id": row["id"], **answer.to_dict()})
+            continue
+        shown = ""
+        for item in eng.stream(row["question"], filters, k):
+            if isinstance(item, Answer):
+                answer = item
+            elif eng.name == "extractive":
+                click.echo(item, nl=False)
+                shown += item
+        if eng.name != "extractive" or shown != answer.text:
+            click.echo(answer.text if not shown else "")
+        click.echo()
+        if answer.rejected_quotes:
+            click.echo(f"({answer.rejected_quotes} unverifiable quote(s) dropped)", err=True)
+
+
+@cli.command(name="eval")
+@click.option(
+    "--questions",
+    "questions_file",
+    type=click.Path(path_type=Path),
+    default=Path("eval/questions.jsonl"),
+    show_default=True,
+)
+@engine_option
+@corpus_option
+@index_option
+@click.option("-k", "--top-k", "k", type=int, default=10, show_default=True)
+@click.option("--split", default=None, help="Only questions of this split (dev or heldout).")
+@click.option("--limit", type=int, default=None, help="Only the first N questions (quick runs).")
+@click.option("--no-baselines", is_flag=True, help="Skip the two baselines.")
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path),
+    default=Path("eval/results"),
+    show_default=True,
+    help="Where the Markdown report is written.",
+)
+@click.option(
+    "--min-exact",
+    type=float,
+    default=None,
+    help="Exit 1 if the quote exact rate is below this (CI gate).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@one_line_errors
+def eval_cmd(
+    questions_file: Path,
+    engine: str | None,
+    corpus: Path | None,
+    index_dir: Path | None,
+    k: int,
+    split: str | None,
+    limit: int | None,
+    no_baselines: bool,
+    report_dir: Path,
+    min_exact: float | None,
+    as_json: bool,
+) -> None:
+    """Score retrieval and answers on a question set, beside two baselines."""
+    from .evaluation import load_questions, report_tables, run_eval, write_report
+    from .index import build_index
+    from .pipeline import Pipeline
+
+    s = _settings(corpus=corpus, index_dir=index_dir, engine=engine)
+    questions = load_questions(questions_file)
+    if split:
+        questions = [q for q in questions if q.split == split]
+    questions = questions[:limit] if limit else questions
+    if corpus is not None:
+        build_index(s)
+    pipe = Pipeline.load(s)
+    run = run_eval(
+        pipe,
+        questions,
+        engine=s.engine,
+        k=k,
+        baselines=not no_baselines,
+        progress=lambda m: click.echo(m, err=True),
+    )
+    path = write_report(run, report_dir)
+    overall = run.summary()["overall"]
+    if as_json:
+        _emit_json({"meta": run.meta, "summary": overall, "report": str(path)})
+    else:
+        _print_tables(report_tables(run))
+        click.echo(f"\nReport: {path}")
+    exact = overall.get("quote_exact_rate")
+    if min_exact is not None and exact is not None and exact < min_exact:
+        _fail(f"quote exact rate {exact:.3f} is below {min_exact}")
+        sys.exit(1)
+
+
+def _print_tables(tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for title, header, rows in tables:
+        table = Table(title=title, title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)

@@ -76,7 +76,7 @@ def _by_distance(
 def verify_quote(
     quote: str, interview: Interview, source: str, near: int | None = None
 ) -> Verification:
-    """Check ``quote`` against the participant paragraphs of ``interview`` (``source`` = its file)."""
+    """Check ``quote`` against the participant paragraphs of ``interview`` (text: ``source``)."""
     candidate = quote.strip().strip("\"“”'‘’").strip()
     if not candidate:
         return Verification("rejected", reason="empty quote")

@@ -1,0 +1,508 @@
+"""Grounding evaluation on a fixed question set, with two baselines measured in the same run.
+
+The question file is JSONL (``id``, ``question``, ``kind``, ``gold_interviews``, ``gold_quotes``,
+``gold_codes``, ``answer_points``, optional ``split``). Retrieval metrics are computed for our
+retriever and for two baselines over the same corpus: llama-index defaults (SentenceSplitter
+1024/200 over whole files, dense only) and BM25 only over those same chunks. Answer metrics come
+from the chosen engine. Every figure is reported overall, per ``kind`` and per ``split``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+
+from . import __version__
+from .errors import QuestionError
+from .pipeline import Pipeline
+from .retrieval import Filters
+
+KINDS = ("factoid", "thematic", "per-interview", "code-based", "cross-interview", "unanswerable")
+BUDGET_CHARS = 4000
+
+
+class GoldQuote(BaseModel):
+    interview: str
+    quote: str
+
+
+class Question(BaseModel):
+    id: str
+    question: str
+    kind: str = "thematic"
+    gold_interviews: list[str] = Field(default_factory=list)
+    gold_quotes: list[GoldQuote] = Field(default_factory=list)
+    gold_codes: list[str] = Field(default_factory=list)
+    answer_points: list[str] = Field(default_factory=list)
+    split: str = "dev"
+
+    @property
+    def answerable(self) -> bool:
+        return self.kind != "unanswerable" and bool(self.gold_interviews)
+
+
+def load_questions(path: Path) -> list[Question]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QuestionError(f"{path}: cannot read question file ({exc})") from exc
+    out = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(Question.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "line"
+            raise QuestionError(f"{path}:{n}: {where}: {first['msg']}") from exc
+    if not out:
+        raise QuestionError(f"{path}: no questions in file")
+    return out
+
+
+# ---- span arithmetic ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """One retrieved item, reduced to what the metrics need (works for baselines too)."""
+
+    interview_id: str
+    text: str
+    spans: tuple[tuple[int, int], ...]  # source offsets the text came from
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def covers(
+    item: Retrieved, quote: str, span: tuple[int, int] | None, budget: int | None = None
+) -> bool:
+    """The item contains the gold quote, or its spans cover at least half of it."""
+    text = item.text if budget is None else item.text[:budget]
+    if quote in text:
+        return True
+    if span is None:
+        return False
+    need = (span[1] - span[0]) / 2
+    got, left = 0, budget if budget is not None else 1 << 60
+    for s, e in item.spans:
+        e = min(e, s + left)
+        got += _overlap((s, e), span)
+        left -= e - s
+        if left <= 0:
+            break
+    return got >= need
+
+
+def _first_rank(
+    items: Sequence[Retrieved], quotes: list[tuple[str, str, tuple[int, int] | None]]
+) -> int:
+    for r, it in enumerate(items, start=1):
+        if any(it.interview_id == iv and covers(it, q, sp) for iv, q, sp in quotes):
+            return r
+    return 0
+
+
+def retrieval_metrics(
+    items: Sequence[Retrieved], q: Question, locate: Callable[[str, str], tuple[int, int] | None]
+) -> dict[str, float]:
+    if not q.answerable:
+        return {}
+    gold = set(q.gold_interviews)
+    quotes = [(g.interview, g.quote, locate(g.interview, g.quote)) for g in q.gold_quotes]
+    m: dict[str, float] = {}
+    for k in (5, 10):
+        found = {it.interview_id for it in items[:k]}
+        m[f"interview_recall@{k}"] = len(gold & found) / len(gold)
+        if quotes:
+            hits = sum(
+                any(it.interview_id == iv and covers(it, qt, sp) for it in items[:k])
+                for iv, qt, sp in quotes
+            )
+            m[f"quote_hit@{k}"] = hits / len(quotes)
+    if quotes:
+        budget_hits = 0
+        for iv, qt, sp in quotes:
+            left = BUDGET_CHARS
+            for it in items:
+                if left <= 0:
+                    break
+                if it.interview_id == iv and covers(it, qt, sp, budget=left):
+                    budget_hits += 1
+                    break
+                left -= len(it.text)
+        m["quote_hit@4000ch"] = budget_hits / len(quotes)
+        rank = _first_rank(items, quotes)
+        m["mrr"] = 1.0 / rank if rank else 0.0
+    return m
+
+
+# ---- baselines ---------------------------------------------------------------------------------
+
+
+class _LlamaEmbedding:
+    """Adapter factory: our on-disk embedder as a llama-index ``BaseEmbedding``."""
+
+    @staticmethod
+    def make(embedder: Any) -> Any:
+        from llama_index.core.base.embeddings.base import BaseEmbedding
+
+        class OnDiskEmbedding(BaseEmbedding):
+            def _get_query_embedding(self, query: str) -> list[float]:
+                return embedder.embed_one(query).tolist()  # type: ignore[no-any-return]
+
+            async def _aget_query_embedding(self, query: str) -> list[float]:
+                return self._get_query_embedding(query)
+
+            def _get_text_embedding(self, text: str) -> list[float]:
+                return embedder.embed_one(text).tolist()  # type: ignore[no-any-return]
+
+            def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+                return embedder.embed(texts).tolist()  # type: ignore[no-any-return]
+
+        return OnDiskEmbedding(model_name=embedder.name, embed_batch_size=embedder.batch_size)
+
+
+class Baselines:
+    """llama-index defaults and BM25 over the same 1024-token chunks of the whole files."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        import bm25s
+        from llama_index.core import Document, VectorStoreIndex
+        from llama_index.core.node_parser import SentenceSplitter
+
+        from .index import keyword_tokens
+
+        docs = []
+        for iv in pipeline.index.interviews.values():
+            text = pipeline.index.source_text(iv.id)
+            docs.append(Document(text=text, id_=iv.id, metadata={"interview_id": iv.id}))
+        splitter = SentenceSplitter(chunk_size=1024, chunk_overlap=200)
+        self.nodes = splitter.get_nodes_from_documents(docs)
+        for n in self.nodes:
+            n.excluded_embed_metadata_keys = ["interview_id"]
+        t0 = time.perf_counter()
+        self.vindex = VectorStoreIndex(
+            self.nodes, embed_model=_LlamaEmbedding.make(pipeline.embedder), show_progress=False
+        )
+        self.build_seconds = time.perf_counter() - t0
+        self.bm25 = bm25s.BM25()
+        self.bm25.index(keyword_tokens([n.get_content() for n in self.nodes]), show_progress=False)
+        self._tokens = keyword_tokens
+
+    def _item(self, node: Any) -> Retrieved:
+        s, e = node.start_char_idx, node.end_char_idx
+        spans = ((s, e),) if s is not None and e is not None else ()
+        return Retrieved(node.metadata["interview_id"], node.get_content(), spans)
+
+    def dense(self, question: str, k: int) -> list[Retrieved]:
+        retriever = self.vindex.as_retriever(similarity_top_k=k)
+        return [self._item(r.node) for r in retriever.retrieve(question)]
+
+    def bm25_only(self, question: str, k: int) -> list[Retrieved]:
+        [tokens] = self._tokens([question])
+        known = [t for t in tokens if t in self.bm25.vocab_dict]
+        if not known:
+            return []
+        scores = np.asarray(self.bm25.get_scores(known))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [self._item(self.nodes[i]) for i in order if scores[i] > 0]
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalRun:
+    engine: str
+    questions: list[Question]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def summary(
+        self, group: Callable[[dict[str, Any]], str] | None = None
+    ) -> dict[str, dict[str, float]]:
+        groups: dict[str, list[dict[str, Any]]] = {"overall": self.rows}
+        if group:
+            groups = {}
+            for r in self.rows:
+                groups.setdefault(group(r), []).append(r)
+        return {name: aggregate(rows) for name, rows in groups.items()}
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    vals = list(values)
+    return float(np.mean(vals)) if vals else None
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": len(rows)}
+    for system in ("ours", "llamaindex", "bm25"):
+        keys = sorted({k for r in rows for k in r.get(system, {})})
+        for k in keys:
+            out[f"{system}:{k}"] = _mean(r[system][k] for r in rows if k in r.get(system, {}))
+    ans = [r["answer"] for r in rows if "answer" in r]
+    answerable = [a for a, r in zip(ans, rows, strict=False) if r["answerable"]]
+    unanswerable = [a for a, r in zip(ans, rows, strict=False) if not r["answerable"]]
+    cites = [c for a in ans for c in a["citations"]]
+    out["quote_exact_rate"] = _mean(c["exact"] for c in cites) if cites else None
+    out["participant_share"] = _mean(c["role"] == "participant" for c in cites) if cites else None
+    answered = [a for a in answerable if not a["abstained"] and a["citations"]]
+    out["citation_precision"] = _mean(a["precision"] for a in answered)
+    out["citation_recall"] = _mean(a["recall"] for a in answered)
+    out["gold_quotes_cited"] = _mean(
+        a["gold_quotes_cited"] for a in answerable if a["n_gold_quotes"]
+    )
+    out["abstention"] = _mean(a["abstained"] for a in unanswerable)
+    out["false_abstention"] = _mean(a["abstained"] for a in answerable)
+    out["citations_per_answer"] = _mean(len(a["citations"]) for a in ans)
+    lat = [a["latency"] for a in ans]
+    out["latency_p50"] = float(np.percentile(lat, 50)) if lat else None
+    out["latency_p95"] = float(np.percentile(lat, 95)) if lat else None
+    return out
+
+
+def run_eval(
+    pipeline: Pipeline,
+    questions: list[Question],
+    engine: str = "extractive",
+    k: int = 10,
+    baselines: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> EvalRun:
+    index = pipeline.index
+    located: dict[tuple[str, str], tuple[int, int] | None] = {}
+
+    def locate(iv: str, quote: str) -> tuple[int, int] | None:
+        if (iv, quote) not in located:
+            if iv not in index.interviews:
+                located[(iv, quote)] = None
+            else:
+                i = index.source_text(iv).find(quote)
+                located[(iv, quote)] = (i, i + len(quote)) if i >= 0 else None
+        return located[(iv, quote)]
+
+    base = Baselines(pipeline) if baselines else None
+    eng = pipeline.engine(engine)
+    eng.answer("warm-up question about data quality")  # load models before timing anything
+    run = EvalRun(engine=engine, questions=questions)
+    for n, q in enumerate(questions, start=1):
+        if progress:
+            progress(f"[{n}/{len(questions)}] {q.id}")
+        row: dict[str, Any] = {
+            "id": q.id,
+            "kind": q.kind,
+            "split": q.split,
+            "answerable": q.answerable,
+        }
+        result = pipeline.retriever.retrieve(q.question, k=k, filters=Filters())
+        ours = [
+            Retrieved(h.chunk.interview_id, h.chunk.text, h.chunk.segments) for h in result.hits
+        ]
+        row["ours"] = retrieval_metrics(ours, q, locate)
+        if base is not None:
+            row["llamaindex"] = retrieval_metrics(base.dense(q.question, k), q, locate)
+            row["bm25"] = retrieval_metrics(base.bm25_only(q.question, k), q, locate)
+        t0 = time.perf_counter()
+        answer = eng.answer(q.question, Filters(), k)
+        latency = time.perf_counter() - t0
+        row["answer"] = _answer_metrics(answer, q, index, locate, latency)
+        run.rows.append(row)
+    run.meta = {
+        "engine": engine,
+        "k": k,
+        "questions": len(questions),
+        "model": pipeline.settings.model_name(),
+        "fingerprint": pipeline.settings.index_fingerprint(),
+        "corpus": str(pipeline.settings.corpus),
+        "corpus_hash": index.manifest.get("corpus_hash"),
+        "index_generation": index.generation,
+        "package_version": __version__,
+        "settings": {
+            key: getattr(pipeline.settings, key)
+            for key in (
+                "chunk_max_tokens",
+                "chunk_min_tokens",
+                "fusion",
+                "rrf_k",
+                "code_boost",
+                "per_interview_cap",
+                "candidates",
+                "abstain_threshold",
+                "top_k",
+            )
+        },
+        "baseline_build_seconds": base.build_seconds if base else None,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    return run
+
+
+def _answer_metrics(
+    answer: Any, q: Question, index: Any, locate: Any, latency: float
+) -> dict[str, Any]:
+    cites = []
+    for c in answer.citations:
+        src = index.source_text(c.interview_id)
+        cites.append(
+            {
+                "interview_id": c.interview_id,
+                "role": c.role,
+                "exact": src[c.start : c.end] == c.quote,
+                "start": c.start,
+                "end": c.end,
+            }
+        )
+    cited = {c["interview_id"] for c in cites}
+    gold = set(q.gold_interviews)
+    golds = [(g.interview, locate(g.interview, g.quote)) for g in q.gold_quotes]
+    gold_cited = sum(
+        any(
+            c["interview_id"] == iv and sp and _overlap((c["start"], c["end"]), sp) > 0
+            for c in cites
+        )
+        for iv, sp in golds
+    )
+    return {
+        "abstained": answer.abstained,
+        "citations": cites,
+        "precision": len(cited & gold) / len(cited) if cited else 0.0,
+        "recall": len(cited & gold) / len(gold) if gold else 0.0,
+        "gold_quotes_cited": gold_cited / len(golds) if golds else 0.0,
+        "n_gold_quotes": len(golds),
+        "rejected_quotes": answer.rejected_quotes,
+        "fallback": answer.fallback,
+        "latency": latency,
+    }
+
+
+# ---- reporting ---------------------------------------------------------------------------------
+
+RETRIEVAL_KEYS = (
+    "interview_recall@5",
+    "interview_recall@10",
+    "quote_hit@5",
+    "quote_hit@10",
+    "quote_hit@4000ch",
+    "mrr",
+)
+ANSWER_KEYS = (
+    "quote_exact_rate",
+    "participant_share",
+    "citation_precision",
+    "citation_recall",
+    "gold_quotes_cited",
+    "abstention",
+    "false_abstention",
+    "citations_per_answer",
+    "latency_p50",
+    "latency_p95",
+)
+
+
+def _fmt(v: Any) -> str:
+    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def report_tables(run: EvalRun) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) tables shared by the terminal output and the Markdown report."""
+    overall = run.summary()["overall"]
+    by_split = run.summary(lambda r: r["split"])
+    by_kind = run.summary(lambda r: r["kind"])
+    tables = []
+    header = ["metric", "ours", "llama-index defaults", "BM25 only"]
+    rows = [
+        [
+            k,
+            _fmt(overall.get(f"ours:{k}")),
+            _fmt(overall.get(f"llamaindex:{k}")),
+            _fmt(overall.get(f"bm25:{k}")),
+        ]
+        for k in RETRIEVAL_KEYS
+    ]
+    tables.append(("Retrieval (all questions, k=10)", header, rows))
+    splits = sorted(by_split)
+    rows = [
+        [
+            k,
+            *(
+                _fmt(by_split[s].get(f"ours:{k}") if k in RETRIEVAL_KEYS else by_split[s].get(k))
+                for s in splits
+            ),
+        ]
+        for k in (*RETRIEVAL_KEYS, *ANSWER_KEYS)
+    ]
+    tables.append(
+        (
+            "Ours by split (held-out questions were not used for tuning)",
+            ["metric", *[f"{s} (n={by_split[s]['n']})" for s in splits]],
+            rows,
+        )
+    )
+    rows = [[k, _fmt(overall.get(k))] for k in ANSWER_KEYS]
+    tables.append((f"Answers ({run.engine} engine)", ["metric", "value"], rows))
+    kinds = [k for k in KINDS if k in by_kind]
+    keys = (
+        "ours:interview_recall@5",
+        "ours:quote_hit@4000ch",
+        "ours:mrr",
+        "llamaindex:mrr",
+        "bm25:mrr",
+        "citation_precision",
+        "abstention",
+        "false_abstention",
+    )
+    rows = [[k, *(_fmt(by_kind[kind].get(k)) for kind in kinds)] for k in keys]
+    tables.append(("By kind", ["metric", *[f"{k} (n={by_kind[k]['n']})" for k in kinds]], rows))
+    return tables
+
+
+def to_markdown(run: EvalRun) -> str:
+    m = run.meta
+    lines = [
+        f"# Grounding evaluation — {m['date']}",
+        "",
+        f"- engine: `{m['engine']}`, k = {m['k']}, questions: {m['questions']}",
+        f"- corpus: `{m['corpus']}` (hash `{m['corpus_hash']}`), index `{m['index_generation']}`",
+        f"- model: `{m['model']}`, settings fingerprint `{m['fingerprint']}`, "
+        f"mlqi_rag {m['package_version']}",
+        f"- settings: `{json.dumps(m['settings'])}`",
+        "",
+    ]
+    for title, header, rows in report_tables(run):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(run: EvalRun, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    path = directory / f"{stamp}-{run.engine}-{run.meta['corpus_hash']}.md"
+    path.write_text(to_markdown(run), encoding="utf-8")
+    path.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "meta": run.meta,
+                "summary": run.summary()["overall"],
+                "by_kind": run.summary(lambda r: r["kind"]),
+                "by_split": run.summary(lambda r: r["split"]),
+                "rows": run.rows,
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    return path
