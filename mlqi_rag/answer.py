@@ -65,42 +65,81 @@ def _pieces(text: str, offset: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in spans if e > s]
 
 
-def candidate_spans(hits: tuple[Hit, ...], source_of: Callable[[str], str]) -> list[Span]:
-    """Windows of one or two consecutive sentences of each hit's own text (never its context)."""
+def candidate_spans(
+    hits: tuple[Hit, ...], source_of: Callable[[str], str], max_hits: int = 6, max_spans: int = 64
+) -> list[Span]:
+    """Sentences of the best hits' own text (never their question context) as quote candidates.
+
+    A sentence too short to stand as a quote joins the next one. Bounded so that answering
+    stays fast: each candidate is embedded at question time.
+    """
     out: list[Span] = []
-    for hit in hits:
+    for hit in hits[:max_hits]:
         src = source_of(hit.chunk.interview_id)
-        for seg_start, seg_end in hit.chunk.segments:
-            pieces = _pieces(src[seg_start:seg_end], seg_start)
-            for i, (s, _e) in enumerate(pieces):
-                for j in (i, i + 1):
-                    if j >= len(pieces):
-                        continue
-                    start, end = s, pieces[j][1]
-                    text = src[start:end]
-                    words = len(text.split())
-                    if MIN_QUOTE_WORDS <= words <= MAX_QUOTE_WORDS + 10 or (
-                        j == i and len(pieces) == 1 and words >= 3
-                    ):
-                        out.append(Span(hit, start, end, text))
+        for seg_start, seg_end in _touching(hit.chunk.segments, src):
+            start = None
+            for s, e in _pieces(src[seg_start:seg_end], seg_start):
+                start = s if start is None else start
+                if len(src[start:e].split()) >= MIN_QUOTE_WORDS:
+                    out.append(Span(hit, start, e, src[start:e]))
+                    start = None
+            if start is not None and len(src[start:seg_end].split()) >= 3:
+                out.append(Span(hit, start, seg_end, src[start:seg_end]))
+    return out[:max_spans]
+
+
+def _touching(segments: tuple[tuple[int, int], ...], src: str) -> list[tuple[int, int]]:
+    """Join segments separated only by whitespace (a sentence split over two lines)."""
+    out: list[tuple[int, int]] = []
+    for s, e in segments:
+        if out and not src[out[-1][1] : s].strip():
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
     return out
 
 
+def inline(quote: str) -> str:
+    """A quote on one line for running text (the citation keeps the exact source text)."""
+    return " ".join(quote.split())
+
+
 class Evidence:
-    """Scores candidate spans against the question with the embedding model."""
+    """Scores candidate spans against the question with the embedding model.
+
+    A span's score mixes its own similarity to the question with the similarity of the turn it
+    comes from (a disfluent sentence is often the answer to a well-matched question), plus a
+    bonus when the researchers coded its paragraph with a code the question names.
+    """
+
+    SPAN_WEIGHT = 0.65
+    CODE_BONUS = 0.05
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+
+    def _coded(self, span: Span, codes: set[str]) -> bool:
+        if not codes or not codes & set(span.hit.chunk.codes):
+            return False
+        turn = self.pipeline.index.interviews[span.hit.chunk.interview_id].turns[
+            span.hit.chunk.turn_index
+        ]
+        return any(p.start <= span.start < p.end and codes & set(p.codes) for p in turn.paragraphs)
 
     def score(self, question: str, result: RetrievalResult) -> list[Span]:
         spans = candidate_spans(result.hits, self.pipeline.index.source_text)
         if not spans:
             return []
-        emb = self.pipeline.embedder
-        vectors = emb.embed([question, *[s.text for s in spans]])
+        vectors = self.pipeline.embedder.embed([question, *[s.text for s in spans]])
         sims = vectors[1:] @ vectors[0]
+        named = set(result.matched_codes)
+        w = self.SPAN_WEIGHT
         scored = [
-            replace(s, score=float(0.75 * sim + 0.25 * s.hit.dense))
+            replace(
+                s,
+                score=float(w * sim + (1 - w) * s.hit.dense)
+                + (self.CODE_BONUS if self._coded(s, named) else 0.0),
+            )
             for s, sim in zip(spans, sims, strict=True)
         ]
         return sorted(scored, key=lambda s: -s.score)
@@ -146,7 +185,7 @@ def select_quotes(
 def _format_citation(c: Citation) -> str:
     label = f" ({c.label})" if c.label else ""
     codes = f" [{', '.join(c.codes)}]" if c.codes else ""
-    return f"Interview {c.interview_id}{label}, turn {c.turn_index}{codes}: “{c.quote}”"
+    return f"Interview {c.interview_id}{label}, turn {c.turn_index}{codes}: “{inline(c.quote)}”"
 
 
 def coverage_line(cited: list[str], searched: tuple[str, ...]) -> str:
@@ -163,7 +202,7 @@ def render_extractive(citations: list[Citation], searched: tuple[str, ...]) -> s
     for group in by_iv.values():
         lines.append(f"- {_format_citation(group[0])}")
         for c in group[1:]:
-            lines.append(f"  - turn {c.turn_index}: “{c.quote}”")
+            lines.append(f"  - turn {c.turn_index}: “{inline(c.quote)}”")
     return "\n".join(lines)
 
 
@@ -206,8 +245,15 @@ class BaseEngine:
         t0 = time.perf_counter()
         result = self.pipeline.retriever.retrieve(question, k=k, filters=filters)
         spans = self.evidence.score(result.question, result)
-        chosen = select_quotes(spans, self.settings.abstain_threshold)
-        meta = {**result.settings, "abstain_threshold": self.settings.abstain_threshold}
+        threshold = self.threshold(result, spans)
+        chosen = select_quotes(spans, threshold)
+        meta = {
+            **result.settings,
+            "abstain_threshold": threshold,
+            "evidence_score": spans[0].score if spans else 0.0,
+            "unknown_terms": list(result.unknown_terms),
+            "codes_named": list(result.matched_codes),
+        }
         if not chosen:
             closest = [c for s in _dedupe(spans)[:3] if (c := _cite_span(self.pipeline, s))]
             text = render_abstention(closest)
@@ -224,6 +270,22 @@ class BaseEngine:
             )
             return
         yield from self.write(result, chosen, spans, meta, t0)
+
+    def threshold(self, result: RetrievalResult, spans: list[Span]) -> float:
+        """How strong the best evidence must be before anything is answered.
+
+        Codes the researchers applied that the question names, carried by the evidence, are
+        support in themselves. A distinctive question word that occurs in no transcript at all
+        ("federated") raises the bar: similar-sounding passages are then likely about something
+        else.
+        """
+        s = self.settings
+        coded = set(result.matched_codes)
+        if coded and any(coded & set(sp.hit.chunk.codes) for sp in spans[:5]):
+            return min(s.abstain_threshold, spans[0].score) if spans else s.abstain_threshold
+        if result.unknown_terms:
+            return max(s.abstain_threshold, s.abstain_threshold_unknown_terms)
+        return s.abstain_threshold
 
     def write(
         self,
@@ -391,20 +453,20 @@ class LLMEngine(BaseEngine):
                 rejected += 1
                 return ""
             cites.append(c)
-            return f"[{c.interview_id}:T{c.turn_index}] “{c.quote}”"
+            return f"[{c.interview_id}:T{c.turn_index}] “{inline(c.quote)}”"
 
         text = _LABELLED_QUOTE.sub(labelled, raw.strip())
 
         def unlabelled(m: re.Match[str]) -> str:
             nonlocal rejected
-            if any(m["q"] == c.quote for c in cites):
+            if any(m["q"] == inline(c.quote) for c in cites):
                 return m.group()
             c = check(m["q"], None)
             if c is None:
                 rejected += 1
                 return ""
             cites.append(c)
-            return f"“{c.quote}” [{c.interview_id}:T{c.turn_index}]"
+            return f"“{inline(c.quote)}” [{c.interview_id}:T{c.turn_index}]"
 
         text = _ANY_QUOTE.sub(unlabelled, text)
         valid = {f"[{c.interview_id}:T{c.turn_index}]" for c in cites} | set(known)

@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -516,6 +517,15 @@ class Index:
         if not known:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return np.asarray(self.bm25.get_scores(known), dtype=np.float32)
+
+    def unknown_terms(self, query: str, ignore: frozenset[str] = frozenset()) -> tuple[str, ...]:
+        """Query words (3+ letters, not stopwords) whose stem occurs in no chunk at all."""
+        words = [w for w in re.findall(r"[A-Za-z][A-Za-z-]{2,}", query) if w.lower() not in ignore]
+        if not words:
+            return ()
+        stems = keyword_tokens(words)
+        vocab = self.bm25.vocab_dict
+        return tuple(w for w, st in zip(words, stems, strict=True) if st and st[0] not in vocab)
 
     def code_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

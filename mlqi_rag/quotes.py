@@ -29,7 +29,7 @@ class Verification:
     start: int = -1
     end: int = -1
     turn: Turn | None = None
-    paragraph: Paragraph | None = None
+    codes: tuple[str, ...] = ()
     reason: str = ""
 
     @property
@@ -58,48 +58,76 @@ def normalise(text: str) -> tuple[str, list[int]]:
     return "".join(chars), where
 
 
-def _participant_paragraphs(interview: Interview) -> list[tuple[Turn, Paragraph]]:
-    return [(t, p) for t in interview.turns if t.role == "participant" for p in t.paragraphs]
+@dataclass(frozen=True)
+class Block:
+    """Paragraphs of one participant turn that touch in the source (only whitespace between).
+
+    Transcription tools split a sentence over lines; a quote may run across such a split, and
+    the exact source text of the block is still one person's uninterrupted speech.
+    """
+
+    turn: Turn
+    paragraphs: tuple[Paragraph, ...]
+    start: int
+    end: int
 
 
-def _by_distance(
-    pairs: list[tuple[Turn, Paragraph]], near: int | None
-) -> list[tuple[Turn, Paragraph]]:
-    """Paragraphs nearest the evidence first, so a repeated phrase anchors where it was cited."""
+def participant_blocks(interview: Interview, source: str) -> list[Block]:
+    blocks: list[Block] = []
+    for t in interview.turns:
+        if t.role != "participant":
+            continue
+        run: list[Paragraph] = []
+        for p in t.paragraphs:
+            if run and source[run[-1].end : p.start].strip():
+                blocks.append(Block(t, tuple(run), run[0].start, run[-1].end))
+                run = []
+            run.append(p)
+        if run:
+            blocks.append(Block(t, tuple(run), run[0].start, run[-1].end))
+    return blocks
+
+
+def _by_distance(blocks: list[Block], near: int | None) -> list[Block]:
+    """Blocks nearest the evidence first, so a repeated phrase anchors where it was cited."""
     if near is None:
-        return pairs
-    return sorted(
-        pairs, key=lambda tp: 0 if tp[1].start <= near < tp[1].end else abs(tp[1].start - near)
+        return blocks
+    return sorted(blocks, key=lambda b: 0 if b.start <= near < b.end else abs(b.start - near))
+
+
+def _codes(block: Block, start: int, end: int) -> tuple[str, ...]:
+    return tuple(
+        dict.fromkeys(
+            c for p in block.paragraphs if p.start < end and start < p.end for c in p.codes
+        )
     )
 
 
 def verify_quote(
     quote: str, interview: Interview, source: str, near: int | None = None
 ) -> Verification:
-    """Check ``quote`` against the participant paragraphs of ``interview`` (text: ``source``)."""
+    """Check ``quote`` against the participant speech of ``interview`` (text: ``source``)."""
     candidate = quote.strip().strip("\"“”'‘’").strip()
     if not candidate:
         return Verification("rejected", reason="empty quote")
-    paragraphs = _by_distance(_participant_paragraphs(interview), near)
-    for turn, para in paragraphs:
-        i = para.text.find(candidate)
+    blocks = _by_distance(participant_blocks(interview, source), near)
+    for b in blocks:
+        i = source.find(candidate, b.start, b.end)
         if i >= 0:
-            start = para.start + i
-            if source[start : start + len(candidate)] != candidate:  # stale index vs file on disk
-                continue
-            return Verification("exact", candidate, start, start + len(candidate), turn, para)
+            end = i + len(candidate)
+            return Verification("exact", candidate, i, end, b.turn, _codes(b, i, end))
     norm_q, _ = normalise(candidate)
     if len(norm_q.split()) >= MIN_NORMALISED_WORDS:
-        for turn, para in paragraphs:
-            norm_p, where = normalise(para.text)
-            i = norm_p.find(norm_q)
+        for b in blocks:
+            norm_b, where = normalise(source[b.start : b.end])
+            i = norm_b.find(norm_q)
             if i < 0:
                 continue
-            start = para.start + where[i]
-            end = para.start + where[i + len(norm_q) - 1] + 1
-            if source[start:end] != para.text[start - para.start : end - para.start]:
-                continue
-            return Verification("normalised", source[start:end], start, end, turn, para)
+            start = b.start + where[i]
+            end = b.start + where[i + len(norm_q) - 1] + 1
+            return Verification(
+                "normalised", source[start:end], start, end, b.turn, _codes(b, start, end)
+            )
     if _said_by_interviewer(candidate, interview):
         return Verification("rejected", reason="interviewer speech is not a participant finding")
     return Verification("rejected", reason=f"not found in interview {interview.id}")
@@ -121,7 +149,7 @@ def citation(
 ) -> tuple[Citation | None, Verification]:
     """A ``Citation`` for a verified quote (``None`` when rejected), and why."""
     v = verify_quote(quote, interview, source, near)
-    if not v.ok or v.turn is None or v.paragraph is None:
+    if not v.ok or v.turn is None:
         return None, v
     cite = Citation(
         interview_id=interview.id,
@@ -133,7 +161,7 @@ def citation(
         source=interview.source,
         start=v.start,
         end=v.end,
-        codes=v.paragraph.codes,
+        codes=v.codes,
         verified=True,
     )
     return cite, v

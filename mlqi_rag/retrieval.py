@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -71,11 +71,20 @@ class Filters:
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+# Words that frame a question about this corpus rather than name its topic.
+FRAMING_WORDS = frozenset(
+    "practitioner practitioners interviewee interviewees participant participants respondent "
+    "respondents people person team teams company companies interview interviews organisation "
+    "organization organisations organizations".split()
+)
+
+
 @dataclass(frozen=True)
 class RetrievalResult:
     question: str
     hits: tuple[Hit, ...]
     matched_codes: tuple[str, ...] = ()
+    unknown_terms: tuple[str, ...] = ()  # distinctive question words found in no transcript
     searched: tuple[str, ...] = ()  # interviews eligible under the filters
     best_similarity: float = 0.0
     best_keyword: float = 0.0
@@ -113,6 +122,14 @@ def codes_named(question: str, codes: Sequence[str]) -> tuple[str, ...]:
     return tuple(named)
 
 
+_NAMED_INTERVIEW = re.compile(r"\binterviews?\s+(?:#|no\.?\s*)?(\d+)\b", re.I)
+
+
+def interviews_named(question: str, known: Sequence[str]) -> tuple[str, ...]:
+    """Interview ids a question names ("in interview 17, ..."), if they exist in the index."""
+    return tuple(dict.fromkeys(m for m in _NAMED_INTERVIEW.findall(question) if m in known))
+
+
 def validate_question(question: str) -> str:
     q = " ".join(question.split())
     if not q:
@@ -148,6 +165,9 @@ class Retriever:
         q = validate_question(question)
         k = k or s.top_k
         filters = filters or Filters()
+        if not filters.interviews and (named := interviews_named(q, tuple(self.index.interviews))):
+            # "In interview 17, ..." scopes the search the way a researcher means it.
+            filters = replace(filters, interviews=named)
         chunks = self.index.chunks
         mask = np.fromiter((filters.allows(c) for c in chunks), dtype=bool, count=len(chunks))
         searched = tuple(
@@ -185,6 +205,7 @@ class Retriever:
             question=q,
             hits=hits,
             matched_codes=matched,
+            unknown_terms=self.index.unknown_terms(q, FRAMING_WORDS),
             searched=searched,
             best_similarity=max(sims.values(), default=0.0),
             best_keyword=float(keyword.max()) if len(keyword) else 0.0,
@@ -203,9 +224,9 @@ class Retriever:
             raise QuestionError(f"unknown fusion {s.fusion!r}; choose one of {', '.join(FUSIONS)}")
         fused: dict[int, float] = {}
         if s.fusion == "rrf":
-            for ranks in (_ranks(dense_order), _ranks(kw_order)):
+            for weight, ranks in ((1.0, _ranks(dense_order)), (s.keyword_weight, _ranks(kw_order))):
                 for pos, r in ranks.items():
-                    fused[pos] = fused.get(pos, 0.0) + 1.0 / (s.rrf_k + r)
+                    fused[pos] = fused.get(pos, 0.0) + weight / (s.rrf_k + r)
             return fused
         # Normalised-score fusion: each list scaled to [0, 1] by its own best score.
         top_kw = float(keyword[kw_order[0]]) if kw_order else 0.0
@@ -214,7 +235,8 @@ class Retriever:
         for pos in {*dense_order, *kw_order}:
             d = (sims[pos] - lo) / (hi - lo) if pos in sims and hi > lo else 0.0
             kw = float(keyword[pos]) / top_kw if top_kw else 0.0
-            fused[pos] = 0.5 * d + 0.5 * kw
+            w = s.keyword_weight / (1.0 + s.keyword_weight)
+            fused[pos] = (1.0 - w) * d + w * kw
         return fused
 
     def _diverse(self, order: list[int], k: int, single_interview: bool) -> list[int]:
@@ -248,6 +270,7 @@ class Retriever:
             "k": k,
             "fusion": s.fusion,
             "rrf_k": s.rrf_k,
+            "keyword_weight": s.keyword_weight,
             "code_boost": s.code_boost,
             "per_interview_cap": s.per_interview_cap,
             "candidates": s.candidates,

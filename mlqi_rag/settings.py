@@ -75,11 +75,18 @@ class Settings(BaseSettings):
     per_interview_cap: int = Field(3, description="Max hits from one interview in a result list.")
     fusion: str = Field("rrf", description="How dense and BM25 ranks are fused: rrf or score.")
     rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant.")
+    keyword_weight: float = Field(
+        1.0, description="Weight of the BM25 ranking against the dense one in fusion."
+    )
     code_boost: float = Field(0.3, description="Relative boost for chunks carrying a named code.")
     candidates: int = Field(50, description="Candidates fetched from each retriever before fusion.")
     engine: str = Field("extractive", description="Answer engine: extractive, local or openai.")
     abstain_threshold: float = Field(
-        0.42, description="Best evidence similarity under which the answer abstains."
+        0.40, description="Best evidence score under which the answer abstains."
+    )
+    abstain_threshold_unknown_terms: float = Field(
+        0.46,
+        description="Higher bar when a distinctive question word occurs in no transcript.",
     )
     llm_model: str = Field("", description="GGUF path (local) or model name (openai).")
     llm_base_url: str = Field("", description="OpenAI-compatible server URL for engine=openai.")

@@ -1,0 +1,202 @@
+"""Cited quotes as text a researcher can paste into a paper: Markdown, CSV and LaTeX.
+
+Pure functions over ``Citation`` values, plus ``write_export`` which writes one of them into a
+given directory under a generated name (``mlqi-quotes-YYYYMMDD-HHMMSS.md``): no user text ever
+reaches a file name, and nothing is written outside that directory. Quotes are exported
+verbatim (they are verified against the source), so ``start``/``end`` in the CSV still point at
+them in the transcript.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .types import Citation
+
+#: format name → file extension; "md" / "tex" are accepted as aliases.
+FORMATS: dict[str, str] = {"markdown": "md", "csv": "csv", "latex": "tex"}
+_ALIASES = {"md": "markdown", "tex": "latex"}
+CSV_COLUMNS = (
+    "id",
+    "interview",
+    "label",
+    "speaker",
+    "turn",
+    "codes",
+    "quote",
+    "source",
+    "start",
+    "end",
+)
+FILE_PREFIX = "mlqi-quotes"
+_SAFE_NAME = re.compile(r"^mlqi-quotes-\d{8}-\d{6}(?:-\d+)?\.(?:md|csv|tex)$")
+
+
+def normalise_format(fmt: str) -> str:
+    """``markdown``, ``csv`` or ``latex`` (case-insensitive, ``md``/``tex`` accepted)."""
+    key = fmt.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    return key
+
+
+def unique_citations(citations: Iterable[Citation]) -> list[Citation]:
+    """Citations in first-seen order, each source span once."""
+    seen: dict[tuple[str, int, int], Citation] = {}
+    for c in citations:
+        seen.setdefault((c.interview_id, c.start, c.end), c)
+    return list(seen.values())
+
+
+def attribution(c: Citation) -> str:
+    """``— Interview 32, turn 14`` (the form used under every exported quote)."""
+    return f"— Interview {c.interview_id}, turn {c.turn_index}"
+
+
+def _details(c: Citation) -> str:
+    parts = []
+    if c.label:
+        parts.append(c.label)
+    if c.speaker:
+        parts.append(c.speaker)
+    if c.codes:
+        parts.append("codes: " + ", ".join(c.codes))
+    return "; ".join(parts)
+
+
+# ---- Markdown ------------------------------------------------------------------------------------
+
+
+def to_markdown(citations: Sequence[Citation], question: str | None = None) -> str:
+    """Block quotes, each followed by its attribution line (``> — Interview 32, turn 14``)."""
+    lines: list[str] = []
+    if question:
+        lines += [f"**Question:** {' '.join(question.split())}", ""]
+    for c in unique_citations(citations):
+        for paragraph_line in c.quote.splitlines() or [""]:
+            lines.append(f"> {paragraph_line}".rstrip())
+        lines.append(">")
+        details = _details(c)
+        lines.append(f"> {attribution(c)}" + (f" ({details})" if details else ""))
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ---- CSV -----------------------------------------------------------------------------------------
+
+
+def to_csv(citations: Sequence[Citation]) -> str:
+    """One row per quote; ``source`` is the transcript's file name, ``start``/``end`` offsets."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for i, c in enumerate(unique_citations(citations), start=1):
+        writer.writerow(
+            [
+                i,
+                c.interview_id,
+                c.label,
+                c.speaker,
+                c.turn_index,
+                "; ".join(c.codes),
+                c.quote,
+                Path(c.source).name,
+                c.start,
+                c.end,
+            ]
+        )
+    return buf.getvalue()
+
+
+# ---- LaTeX ---------------------------------------------------------------------------------------
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "#": r"\#",
+    "$": r"\$",
+    "%": r"\%",
+    "&": r"\&",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+}
+_LATEX_RE = re.compile("|".join(re.escape(ch) for ch in _LATEX_SPECIAL))
+
+
+def latex_escape(text: str) -> str:
+    """Escape every character LaTeX treats specially (single pass, so no double escaping)."""
+    return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group()], text)
+
+
+def to_latex(citations: Sequence[Citation]) -> str:
+    """A ``quote`` environment per citation, attribution right-aligned under the quote."""
+    blocks: list[str] = []
+    for c in unique_citations(citations):
+        paragraphs = [latex_escape(p.strip()) for p in re.split(r"\n\s*\n", c.quote) if p.strip()]
+        body = "\n\n".join(paragraphs)
+        details = _details(c)
+        source = f"--- Interview {latex_escape(c.interview_id)}, turn {c.turn_index}"
+        if details:
+            source += f" ({latex_escape(details)})"
+        blocks.append(f"\\begin{{quote}}\n{body}\n\\par\\hfill {source}\n\\end{{quote}}\n")
+    return "\n".join(blocks)
+
+
+# ---- files ---------------------------------------------------------------------------------------
+
+
+def render(citations: Sequence[Citation], fmt: str, question: str | None = None) -> str:
+    key = normalise_format(fmt)
+    if key == "markdown":
+        return to_markdown(citations, question)
+    if key == "csv":
+        return to_csv(citations)
+    return to_latex(citations)
+
+
+def is_safe_export_name(name: str) -> bool:
+    """True for the names ``write_export`` generates (and nothing else)."""
+    return bool(_SAFE_NAME.match(name))
+
+
+def write_export(
+    citations: Sequence[Citation],
+    fmt: str,
+    directory: str | Path,
+    question: str | None = None,
+    now: float | None = None,
+) -> Path:
+    """Write the export into ``directory`` under a generated name and return its path.
+
+    The name is ``mlqi-quotes-<local time>.<ext>`` (a ``-2``, ``-3`` … suffix if that name is
+    taken); the file is created exclusively, so an existing file is never overwritten.
+    """
+    key = normalise_format(fmt)
+    text = render(citations, key, question)
+    folder = Path(directory).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    ext = FORMATS[key]
+    for n in range(1, 1000):
+        suffix = "" if n == 1 else f"-{n}"
+        path = folder / f"{FILE_PREFIX}-{stamp}{suffix}.{ext}"
+        try:
+            # newline="" keeps the CSV's \r\n row ends as they are.
+            with open(path, "x", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        except FileExistsError:
+            continue
+        assert path.parent == folder and is_safe_export_name(path.name)
+        return path
+    raise FileExistsError(f"too many exports named {FILE_PREFIX}-{stamp}* in {folder}")

@@ -1,0 +1,1082 @@
+"""The Gradio app: chat with evidence cards, filters, exports, and a corpus overview.
+
+Everything that computes what the app shows is a plain function of the loaded ``Pipeline`` and
+the user's inputs (``respond``, ``evidence_html``, ``corpus_rows``, ``code_heatmap_html``,
+``code_passages_html``, ``export_quotes`` …), so it is tested without a server. ``build_ui`` only
+wires those functions to components, and ``serve``/``main`` start the server on loopback.
+Gradio itself is imported lazily, by ``build_ui`` and ``serve`` only.
+
+All transcript text reaching HTML goes through ``esc`` (``html.escape`` plus the characters
+Gradio's HTML templates would interpret), never through string formatting alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .answer import available_engines
+from .errors import ConfigError, MlqiError
+from .export import normalise_format, unique_citations, write_export
+from .retrieval import Filters
+from .settings import Settings, offline_environment
+from .types import Answer, Citation, Interview, Turn
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gradio as gr
+
+    from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+APP_TITLE = "ML quality interviews — grounded answers"
+EXAMPLE_QUESTIONS = (
+    "How do practitioners handle missing values?",
+    "What makes model explainability hard for stakeholders?",
+    "How do teams deal with noisy labels?",
+)
+CHAT_CONCURRENCY = 2  # questions answered at once (the work is CPU-bound)
+CONTEXT_CHARS = 900  # neighbouring turns are trimmed to this many characters in "show in context"
+PASSAGE_PREVIEW_CHARS = 1200
+
+
+# ---- small helpers -------------------------------------------------------------------------------
+
+
+def esc(text: object) -> str:
+    """HTML-escape, and neutralise ``{`` ``}`` ``$`` that Gradio's HTML templates would expand."""
+    return (
+        html.escape(str(text), quote=True)
+        .replace("{", "&#123;")
+        .replace("}", "&#125;")
+        .replace("$", "&#36;")
+    )
+
+
+def _id_key(iv_id: str) -> tuple[int, int | str]:
+    return (0, int(iv_id)) if iv_id.isdigit() else (1, iv_id)
+
+
+def sorted_interviews(pipe: Pipeline) -> list[Interview]:
+    return sorted(pipe.index.interviews.values(), key=lambda iv: _id_key(iv.id))
+
+
+def interview_name(iv: Interview) -> str:
+    return f"Interview {iv.id}" + (f" · {iv.label}" if iv.label else "")
+
+
+def _find_turn(iv: Interview, turn_index: int) -> int | None:
+    """Position of the turn whose ``index`` is ``turn_index`` (they coincide for parsed data)."""
+    if 0 <= turn_index < len(iv.turns) and iv.turns[turn_index].index == turn_index:
+        return turn_index
+    for pos, t in enumerate(iv.turns):
+        if t.index == turn_index:
+            return pos
+    return None
+
+
+def _paragraphs_html(turn: Turn, highlight: tuple[int, int] | None = None, quote: str = "") -> str:
+    """A turn's paragraphs as <p>, the source span ``highlight`` wrapped in <mark>."""
+    parts: list[str] = []
+    marked = False
+    for p in turn.paragraphs:
+        if highlight:
+            lo, hi = max(p.start, highlight[0]), min(p.end, highlight[1])
+            if lo < hi:
+                a, b = lo - p.start, hi - p.start
+                parts.append(
+                    f"<p>{esc(p.text[:a])}<mark>{esc(p.text[a:b])}</mark>{esc(p.text[b:])}</p>"
+                )
+                marked = True
+                continue
+        parts.append(f"<p>{esc(p.text)}</p>")
+    if highlight and not marked and quote:
+        # Offsets did not land in this turn (should not happen): fall back to finding the text.
+        text = turn.text
+        at = text.find(quote)
+        if at >= 0:
+            before, after = text[:at], text[at + len(quote) :]
+            return f"<p>{esc(before)}<mark>{esc(quote)}</mark>{esc(after)}</p>"
+    return "".join(parts)
+
+
+def _trim(text: str, limit: int, keep_end: bool) -> str:
+    if len(text) <= limit:
+        return text
+    return "… " + text[-limit:].lstrip() if keep_end else text[:limit].rstrip() + " …"
+
+
+def _context_turn_html(turn: Turn, where: str, keep_end: bool) -> str:
+    text = _trim(turn.text, CONTEXT_CHARS, keep_end=keep_end)
+    paragraphs = "".join(f"<p>{esc(p)}</p>" for p in text.split("\n\n"))
+    return (
+        f'<div class="ev-turn ev-turn-{where}" data-turn="{turn.index}">'
+        f'<div class="ev-speaker">{esc(turn.speaker)} · turn {turn.index}</div>{paragraphs}</div>'
+    )
+
+
+# ---- evidence cards ------------------------------------------------------------------------------
+
+
+def context_html(pipe: Pipeline, c: Citation) -> str:
+    """Previous turn, the cited turn (quote in <mark>) and next turn, for "show in context"."""
+    iv = pipe.index.interviews.get(c.interview_id)
+    pos = _find_turn(iv, c.turn_index) if iv else None
+    if iv is None or pos is None:
+        return '<div class="ev-context-missing">Context not available.</div>'
+    parts = []
+    if pos > 0:
+        parts.append(_context_turn_html(iv.turns[pos - 1], "prev", keep_end=True))
+    turn = iv.turns[pos]
+    parts.append(
+        f'<div class="ev-turn ev-turn-cited" data-turn="{turn.index}">'
+        f'<div class="ev-speaker">{esc(turn.speaker)} · turn {turn.index}</div>'
+        f"{_paragraphs_html(turn, (c.start, c.end), c.quote)}</div>"
+    )
+    if pos + 1 < len(iv.turns):
+        parts.append(_context_turn_html(iv.turns[pos + 1], "next", keep_end=False))
+    return "".join(parts)
+
+
+def evidence_card(pipe: Pipeline, c: Citation, closest: bool = False, n: int = 0) -> str:
+    """One card: interview and label, speaker, turn, code tags, verified mark, quote, context."""
+    iv = pipe.index.interviews.get(c.interview_id)
+    label = c.label or (iv.label if iv else "")
+    kind = "closest" if closest else "citation"
+    badges = []
+    if c.verified:
+        badges.append(
+            '<span class="ev-verified" title="found verbatim in the transcript">✓ verified</span>'
+        )
+    else:
+        badges.append('<span class="ev-unverified">not verified</span>')
+    if closest:
+        badges.append('<span class="ev-closest-badge">closest, not an answer</span>')
+    tags = "".join(f'<span class="ev-tag">{esc(code)}</span>' for code in c.codes)
+    number = f'<span class="ev-num">{n}</span>' if n else ""
+    return (
+        f'<article class="evidence-card{" closest" if closest else ""}" '
+        f'data-interview="{esc(c.interview_id)}" data-turn="{c.turn_index}" '
+        f'data-verified="{"true" if c.verified else "false"}" data-kind="{kind}" '
+        f'data-start="{c.start}" data-end="{c.end}">'
+        f'<header class="ev-head">{number}'
+        f'<span class="ev-iv">Interview {esc(c.interview_id)}</span>'
+        + (f'<span class="ev-label">{esc(label)}</span>' if label else "")
+        + f'<span class="ev-badges">{"".join(badges)}</span></header>'
+        f'<div class="ev-meta"><span class="ev-speaker-name">{esc(c.speaker)}</span>'
+        f' · <span class="ev-turn-no">turn {c.turn_index}</span></div>'
+        + (f'<div class="ev-tags">{tags}</div>' if tags else "")
+        + f'<blockquote class="ev-quote">{esc(c.quote)}</blockquote>'
+        f'<details class="ev-context"><summary>show in context</summary>'
+        f"{context_html(pipe, c)}</details></article>"
+    )
+
+
+def evidence_html(pipe: Pipeline, answer: Answer | None) -> str:
+    """The evidence panel: the answer's citations, or the closest passages if it abstained."""
+    if answer is None:
+        return empty_evidence_html()
+    if answer.abstained or not answer.citations:
+        if not answer.closest:
+            return (
+                '<div class="evidence" data-state="abstained" data-count="0">'
+                '<div class="ev-summary">Not in the interviews — no passage came close.</div></div>'
+            )
+        cards = "".join(
+            evidence_card(pipe, c, closest=True, n=i) for i, c in enumerate(answer.closest, 1)
+        )
+        return (
+            f'<div class="evidence" data-state="abstained" data-count="{len(answer.closest)}">'
+            '<div class="ev-summary ev-summary-closest">Not in the interviews. The closest '
+            "passages are shown below — <strong>closest, not an answer</strong>.</div>"
+            f"{cards}</div>"
+        )
+    n_iv = len(answer.interviews_cited)
+    verified = sum(c.verified for c in answer.citations)
+    cards = "".join(evidence_card(pipe, c, n=i) for i, c in enumerate(answer.citations, 1))
+    return (
+        f'<div class="evidence" data-state="answer" data-count="{len(answer.citations)}">'
+        f'<div class="ev-summary">{len(answer.citations)} quote'
+        f"{'s' if len(answer.citations) != 1 else ''} from {n_iv} interview"
+        f"{'s' if n_iv != 1 else ''} · {verified} verified against the transcripts</div>"
+        f"{cards}</div>"
+    )
+
+
+def empty_evidence_html() -> str:
+    return (
+        '<div class="evidence" data-state="empty" data-count="0"><div class="ev-empty">'
+        "Ask a question: the verified quotes behind the answer appear here, each with the "
+        "exchange it comes from.</div></div>"
+    )
+
+
+def pending_evidence_html() -> str:
+    return (
+        '<div class="evidence" data-state="pending" data-count="0"><div class="ev-empty">'
+        "Searching the interviews and verifying quotes…</div></div>"
+    )
+
+
+def error_evidence_html(message: str) -> str:
+    return (
+        '<div class="evidence" data-state="error" data-count="0">'
+        f'<div class="ev-error">{esc(message)}</div></div>'
+    )
+
+
+def _iv_list(pipe: Pipeline, ids: Sequence[str]) -> str:
+    out = []
+    for i in ids:
+        iv = pipe.index.interviews.get(i)
+        out.append(f"{esc(i)} ({esc(iv.label)})" if iv and iv.label else esc(i))
+    return ", ".join(out)
+
+
+def coverage_html(pipe: Pipeline, answer: Answer, filters: Filters | None = None) -> str:
+    """Which interviews support the answer, and which were searched (under which filters)."""
+    searched = answer.interviews_searched
+    cited = answer.interviews_cited
+    seconds = answer.settings.get("seconds")
+    timing = f" · {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+    scope = []
+    if filters is not None:
+        if filters.codes:
+            joiner = " and " if filters.codes_mode == "all" else " or "
+            scope.append("codes " + joiner.join(esc(c) for c in filters.codes))
+        scope.append("participant speech only" if filters.roles else "all speakers")
+    scope_txt = f" ({'; '.join(scope)})" if scope else ""
+    if answer.abstained or not cited:
+        support = (
+            '<span class="cov-none">No interview supports an answer</span> — '
+            "closest passages shown, marked"
+        )
+    else:
+        support = (
+            f'<span class="cov-support">Supported by {len(cited)} of {len(searched)} '
+            f"interviews searched:</span> {_iv_list(pipe, cited)}"
+        )
+    return (
+        f'<div class="coverage" data-cited="{esc(",".join(cited))}" '
+        f'data-searched="{esc(",".join(searched))}">'
+        f'{support}. <span class="cov-searched">Searched: {_iv_list(pipe, searched) or "none"}'
+        f"{scope_txt}</span> · engine {esc(answer.engine)}{timing}</div>"
+    )
+
+
+# ---- chat ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionQuotes:
+    """What one browser session can export: the last answer's quotes and all quotes so far."""
+
+    question: str = ""
+    last: tuple[Citation, ...] = ()
+    all: tuple[Citation, ...] = ()
+
+    def add(self, answer: Answer) -> SessionQuotes:
+        cites = answer.citations if not answer.abstained else ()
+        return SessionQuotes(
+            question=answer.question,
+            last=tuple(cites),
+            all=tuple(unique_citations([*self.all, *cites])),
+        )
+
+
+@dataclass
+class ChatUpdate:
+    """One streamed state of the chat tab."""
+
+    history: list[dict[str, Any]]
+    evidence: str
+    coverage: str = ""
+    answer: Answer | None = None
+    error: str | None = None
+    filters: Filters | None = field(default=None, repr=False)
+
+
+def make_filters(
+    interviews: Sequence[str] | None = None,
+    codes: Sequence[str] | None = None,
+    participant_only: bool = True,
+    codes_mode: str = "any",
+) -> Filters:
+    return Filters(
+        interviews=tuple(str(i) for i in interviews or ()),
+        codes=tuple(codes or ()),
+        codes_mode="all" if codes_mode == "all" else "any",
+        roles=("participant",) if participant_only else (),
+    )
+
+
+def _msg(role: str, content: str) -> dict[str, Any]:
+    return {"role": role, "content": content}
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for the chat; never a traceback."""
+    if isinstance(exc, MlqiError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"Something went wrong ({type(exc).__name__}); the details are in the server log."
+
+
+def respond(
+    pipe: Pipeline,
+    question: str | None,
+    history: Sequence[dict[str, Any]] | None = None,
+    interviews: Sequence[str] | None = None,
+    codes: Sequence[str] | None = None,
+    participant_only: bool = True,
+    engine: str | None = None,
+    k: int | float | None = None,
+    codes_mode: str = "any",
+) -> Iterator[ChatUpdate]:
+    """Answer ``question``: yields the chat as the answer streams in, then the final state.
+
+    Extractive engines yield the answer line by line (accumulated here); LLM engines yield the
+    whole text so far, quotes masked until verified. The last update always carries the final
+    ``Answer`` (or ``error``), whose text replaces whatever was streamed.
+    """
+    base = list(history or [])
+    q = " ".join((question or "").split())
+    filters = make_filters(interviews, codes, participant_only, codes_mode)
+    chat = base + [_msg("user", q)] if q else base
+    try:
+        name = engine or pipe.settings.engine
+        eng = pipe.engine(name)
+        n = int(k) if k else None
+        if n is not None and n < 1:
+            raise ConfigError("number of passages must be at least 1")
+        yield ChatUpdate(
+            chat + [_msg("assistant", "*Searching the interviews…*")],
+            pending_evidence_html(),
+            filters=filters,
+        )
+        text = ""
+        final: Answer | None = None
+        for item in eng.stream(q, filters, n):
+            if isinstance(item, Answer):
+                final = item
+                break
+            text = text + item if name == "extractive" else item
+            yield ChatUpdate(
+                chat + [_msg("assistant", text)], pending_evidence_html(), filters=filters
+            )
+        if final is None:  # pragma: no cover - engines always end with an Answer
+            raise ConfigError(f"engine {name!r} returned no answer")
+        yield ChatUpdate(
+            chat + [_msg("assistant", final.text)],
+            evidence_html(pipe, final),
+            coverage_html(pipe, final, filters),
+            answer=final,
+            filters=filters,
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line in the chat
+        if not isinstance(exc, MlqiError):
+            log.exception("answering %r failed", q)
+        message = error_text(exc)
+        yield ChatUpdate(
+            chat + [_msg("assistant", f"⚠️ **Error:** {message}")],
+            error_evidence_html(message),
+            f'<div class="coverage coverage-error">{esc(message)}</div>',
+            error=message,
+            filters=filters,
+        )
+
+
+# ---- export --------------------------------------------------------------------------------------
+
+SCOPES = ("last answer", "whole session")
+
+
+def export_quotes(
+    session: SessionQuotes | None, fmt: str, scope: str, directory: str | Path
+) -> tuple[str | None, str]:
+    """Write the session's quotes; returns (path or None, status message for the user)."""
+    session = session or SessionQuotes()
+    try:
+        key = normalise_format(fmt)
+    except ValueError as exc:
+        return None, str(exc)
+    whole = scope == SCOPES[1]
+    cites = session.all if whole else session.last
+    if not cites:
+        what = "this session" if whole else "the last answer"
+        return None, f"Nothing to export: {what} has no verified quotes yet."
+    path = write_export(cites, key, directory, question=None if whole else session.question)
+    n = len(unique_citations(cites))
+    return str(path), f"{n} quote{'s' if n != 1 else ''} → {path.name}"
+
+
+def resolve_export_dir(path: str | Path | None = None) -> Path:
+    """``path``, else ``$MLQI_EXPORT_DIR``, else a fresh temporary directory for this app."""
+    chosen = path or os.environ.get("MLQI_EXPORT_DIR")
+    if chosen:
+        d = Path(chosen).expanduser().resolve()
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+    return Path(tempfile.mkdtemp(prefix="mlqi-exports-")).resolve()
+
+
+# ---- filters' choices ----------------------------------------------------------------------------
+
+
+def interview_choices(pipe: Pipeline) -> list[tuple[str, str]]:
+    return [(interview_name(iv), iv.id) for iv in sorted_interviews(pipe)]
+
+
+def code_choices(pipe: Pipeline) -> list[tuple[str, str]]:
+    """``("Data-missing-values (4)", "Data-missing-values")``: counts are indexed passages."""
+    return [(f"{code} ({n})", code) for code, n in pipe.index.code_counts().items()]
+
+
+def engine_choices(settings: Settings) -> list[str]:
+    names = list(available_engines(settings))
+    if settings.engine not in names:
+        names.append(settings.engine)  # shown so a misconfiguration surfaces as an error message
+    return names
+
+
+# ---- corpus tab ----------------------------------------------------------------------------------
+
+CORPUS_HEADERS = [
+    "Interview",
+    "Label",
+    "Language",
+    "Turns",
+    "Participant turns",
+    "Words",
+    "Participant words",
+    "Coded",
+    "Codes",
+]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def corpus_rows(pipe: Pipeline) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for iv in sorted_interviews(pipe):
+        part = [t for t in iv.turns if t.role == "participant"]
+        rows.append(
+            [
+                iv.id,
+                iv.label,
+                iv.language,
+                len(iv.turns),
+                len(part),
+                sum(_words(t.text) for t in iv.turns),
+                sum(_words(t.text) for t in part),
+                "yes" if iv.codes else "no",
+                len(iv.codes),
+            ]
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The paragraphs of one turn that carry a code."""
+
+    interview_id: str
+    label: str
+    turn_index: int
+    speaker: str
+    role: str
+    text: str
+    codes: tuple[str, ...]
+
+
+def coded_passages(pipe: Pipeline, code: str) -> list[Passage]:
+    out: list[Passage] = []
+    for iv in sorted_interviews(pipe):
+        for t in iv.turns:
+            paras = [p for p in t.paragraphs if code in p.codes]
+            if not paras:
+                continue
+            codes = tuple(dict.fromkeys(c for p in paras for c in p.codes))
+            text = "\n\n".join(p.text for p in paras)
+            out.append(Passage(iv.id, iv.label, t.index, t.speaker, t.role, text, codes))
+    return out
+
+
+def code_matrix(pipe: Pipeline) -> tuple[list[str], list[Interview], dict[tuple[str, str], int]]:
+    """Codes × interviews → number of coded passages (turns carrying the code)."""
+    ivs = sorted_interviews(pipe)
+    counts: dict[tuple[str, str], int] = {}
+    for iv in ivs:
+        for t in iv.turns:
+            for code in t.codes:
+                counts[(code, iv.id)] = counts.get((code, iv.id), 0) + 1
+    codes = sorted({code for code, _ in counts}, key=str.lower)
+    return codes, ivs, counts
+
+
+def code_heatmap_html(pipe: Pipeline) -> str:
+    codes, ivs, counts = code_matrix(pipe)
+    if not codes:
+        return '<div class="heatmap-empty">No interview carries qualitative codes.</div>'
+    top = max(counts.values())
+    head = "".join(
+        f'<th data-interview="{esc(iv.id)}" title="{esc(interview_name(iv))}">'
+        f"{esc(iv.id)}<br><small>{esc(iv.label)}"
+        f"{'' if iv.codes else ' · uncoded'}</small></th>"
+        for iv in ivs
+    )
+    body = []
+    for code in codes:
+        cells = []
+        total = 0
+        for iv in ivs:
+            n = counts.get((code, iv.id), 0)
+            total += n
+            alpha = 0.12 + 0.78 * n / top if n else 0.0
+            style = f' style="background: rgba(37, 99, 235, {alpha:.2f});' + (
+                ' color: #fff;"' if alpha > 0.5 else '"'
+            )
+            cells.append(
+                f'<td class="heat" data-code="{esc(code)}" data-interview="{esc(iv.id)}" '
+                f'data-count="{n}"{style if n else ""}>{n or ""}</td>'
+            )
+        body.append(
+            f'<tr><th class="heat-code" scope="row">{esc(code)}</th>{"".join(cells)}'
+            f'<td class="heat-total">{total}</td></tr>'
+        )
+    return (
+        '<div class="heatmap-wrap"><table class="heatmap">'
+        f'<thead><tr><th class="heat-corner">Code \\ interview</th>{head}'
+        "<th>Total</th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+        '<div class="heat-note">Cells count coded passages (turns carrying the code).</div></div>'
+    )
+
+
+def code_passage_choices(pipe: Pipeline) -> list[tuple[str, str]]:
+    codes, _, counts = code_matrix(pipe)
+    totals = {c: sum(n for (code, _), n in counts.items() if code == c) for c in codes}
+    return [(f"{c} ({totals[c]})", c) for c in codes]
+
+
+def most_used_code(pipe: Pipeline) -> str | None:
+    _, _, counts = code_matrix(pipe)
+    totals: dict[str, int] = {}
+    for (code, _iv), n in counts.items():
+        totals[code] = totals.get(code, 0) + n
+    return max(sorted(totals), key=lambda c: totals[c]) if totals else None
+
+
+def code_passages_html(pipe: Pipeline, code: str | None) -> str:
+    """A code-scoped view: every passage carrying ``code`` with interview, turn and speaker."""
+    if not code:
+        return '<div class="passages" data-code="" data-count="0">Pick a code.</div>'
+    passages = coded_passages(pipe, code)
+    if not passages:
+        return (
+            f'<div class="passages" data-code="{esc(code)}" data-count="0">'
+            f"No passage carries the code {esc(code)}.</div>"
+        )
+    n_iv = len({p.interview_id for p in passages})
+    items = []
+    for p in passages:
+        text = (
+            p.text
+            if len(p.text) <= PASSAGE_PREVIEW_CHARS
+            else (p.text[:PASSAGE_PREVIEW_CHARS].rstrip() + " …")
+        )
+        paragraphs = "".join(f"<p>{esc(x)}</p>" for x in text.split("\n\n"))
+        others = [c for c in p.codes if c != code]
+        tags = "".join(f'<span class="ev-tag">{esc(c)}</span>' for c in others)
+        items.append(
+            f'<article class="passage" data-interview="{esc(p.interview_id)}" '
+            f'data-turn="{p.turn_index}" data-role="{esc(p.role)}" '
+            f'data-codes="{esc("|".join(p.codes))}">'
+            f'<header class="ev-head"><span class="ev-iv">Interview {esc(p.interview_id)}</span>'
+            + (f'<span class="ev-label">{esc(p.label)}</span>' if p.label else "")
+            + f'</header><div class="ev-meta">{esc(p.speaker)} · turn {p.turn_index}'
+            f"{' · interviewer' if p.role == 'interviewer' else ''}</div>"
+            + (f'<div class="ev-tags">also: {tags}</div>' if tags else "")
+            + f'<div class="passage-text">{paragraphs}</div></article>'
+        )
+    return (
+        f'<div class="passages" data-code="{esc(code)}" data-count="{len(passages)}">'
+        f'<div class="ev-summary"><strong>{esc(code)}</strong> — {len(passages)} passage'
+        f"{'s' if len(passages) != 1 else ''} in {n_iv} interview{'s' if n_iv != 1 else ''}"
+        f"</div>{''.join(items)}</div>"
+    )
+
+
+def corpus_summary(pipe: Pipeline) -> str:
+    ivs = sorted_interviews(pipe)
+    coded = sum(1 for iv in ivs if iv.codes)
+    turns = sum(len(iv.turns) for iv in ivs)
+    n_codes = len(pipe.index.code_counts())
+    return (
+        f"**{len(ivs)} interviews** ({coded} coded) · {turns} turns · "
+        f"{len(pipe.index.chunks)} indexed passages · {n_codes} codes · "
+        f"index `{pipe.index.generation}`"
+    )
+
+
+# ---- the Gradio app ------------------------------------------------------------------------------
+
+CSS = """
+.gradio-container { max-width: 1500px !important; }
+#app-header h1 { margin-bottom: 0; font-size: 1.45rem; }
+#app-header p { margin-top: 2px; color: var(--body-text-color-subdued); }
+#evidence-panel { padding-right: 4px; }
+#ask-row { align-items: stretch; }
+.evidence .ev-summary, .passages .ev-summary {
+  font-size: 0.9rem; color: var(--body-text-color-subdued); margin: 2px 0 10px;
+}
+.ev-summary-closest { color: #9a3412 !important; font-weight: 600; }
+.ev-empty { color: var(--body-text-color-subdued); padding: 24px 8px; font-style: italic; }
+.ev-error { color: #b91c1c; padding: 12px; border: 1px solid #fecaca; border-radius: 8px; }
+.evidence-card, .passage {
+  border: 1px solid var(--border-color-primary); border-left: 4px solid #2563eb;
+  border-radius: 8px; padding: 10px 12px; margin-bottom: 10px;
+  background: var(--block-background-fill);
+}
+.evidence-card.closest { border-left-color: #f97316; border-style: dashed; }
+.ev-head { display: flex; flex-wrap: wrap; gap: 8px; align-items: baseline; }
+.ev-num {
+  font-size: 0.75rem; font-weight: 700; border-radius: 999px; padding: 0 7px;
+  background: #2563eb; color: #fff;
+}
+.ev-iv { font-weight: 700; }
+.ev-label { color: var(--body-text-color-subdued); }
+.ev-badges { margin-left: auto; display: flex; gap: 6px; }
+.ev-verified {
+  color: #15803d; font-size: 0.8rem; font-weight: 600; border: 1px solid #86efac;
+  border-radius: 999px; padding: 0 8px;
+}
+.ev-unverified { color: #b91c1c; font-size: 0.8rem; }
+.ev-closest-badge {
+  color: #9a3412; font-size: 0.8rem; font-weight: 600; border: 1px solid #fdba74;
+  border-radius: 999px; padding: 0 8px; background: #fff7ed;
+}
+.ev-meta { font-size: 0.82rem; color: var(--body-text-color-subdued); margin-top: 2px; }
+.ev-tags { margin-top: 5px; display: flex; flex-wrap: wrap; gap: 4px; font-size: 0.78rem; }
+.ev-tag {
+  background: #eef2ff; color: #3730a3; border-radius: 4px; padding: 1px 6px;
+  font-size: 0.75rem;
+}
+.ev-quote {
+  margin: 8px 0 6px; padding: 2px 0 2px 10px; border-left: 3px solid var(--border-color-primary);
+  font-style: italic; line-height: 1.45;
+}
+.ev-context summary { cursor: pointer; font-size: 0.82rem; color: #2563eb; }
+.ev-turn { font-size: 0.85rem; margin: 6px 0; padding: 6px 8px; border-radius: 6px; }
+.ev-turn p { margin: 0 0 4px; }
+.ev-turn-prev, .ev-turn-next { color: var(--body-text-color-subdued); }
+.ev-turn-cited { background: var(--background-fill-secondary); }
+.ev-speaker { font-weight: 600; font-size: 0.78rem; margin-bottom: 2px; }
+.ev-context mark { background: #fde68a; color: #111827; padding: 0 1px; }
+.coverage { font-size: 0.88rem; padding: 6px 10px; border-radius: 6px;
+  background: var(--background-fill-secondary); }
+.coverage-error { color: #b91c1c; }
+.cov-support { font-weight: 600; color: #15803d; }
+.cov-none { font-weight: 600; color: #9a3412; }
+.heatmap-wrap { overflow-x: auto; }
+.heatmap { border-collapse: collapse; font-size: 0.82rem; }
+.heatmap th, .heatmap td {
+  border: 1px solid var(--border-color-primary); padding: 3px 8px; text-align: center;
+}
+.heatmap th.heat-code { text-align: left; font-weight: 500; white-space: nowrap; }
+.heat-total { font-weight: 600; }
+.heat-note { font-size: 0.78rem; color: var(--body-text-color-subdued); margin-top: 4px; }
+.passage-text { font-size: 0.88rem; margin-top: 6px; }
+.passage-text p { margin: 0 0 4px; }
+#export-status { font-size: 0.85rem; }
+"""
+
+
+def _theme() -> Any:
+    import gradio as gr
+
+    # Local fonts only (the default theme's), so the browser fetches nothing from elsewhere.
+    return gr.themes.Default(primary_hue="blue", neutral_hue="slate")
+
+
+def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
+    """The app's Blocks; every callback delegates to the pure functions above."""
+    import gradio as gr
+
+    settings = pipe.settings
+    export_path = resolve_export_dir(export_dir)
+    engines = engine_choices(settings)
+    default_engine = settings.engine if settings.engine in engines else "extractive"
+
+    def on_submit(
+        question: str,
+        history: list[dict[str, Any]],
+        session: SessionQuotes | None,
+        interviews: list[str],
+        codes: list[str],
+        codes_mode: str,
+        participant_only: bool,
+        engine: str,
+        k: float,
+    ) -> Iterator[tuple[Any, ...]]:
+        session = session or SessionQuotes()
+        for up in respond(
+            pipe, question, history, interviews, codes, participant_only, engine, k, codes_mode
+        ):
+            if up.answer is not None:
+                session = session.add(up.answer)
+            yield "", up.history, up.evidence, up.coverage, session
+
+    def on_export(session: SessionQuotes | None, scope: str, fmt: str) -> tuple[Any, str]:
+        path, message = export_quotes(session, fmt, scope, export_path)
+        return (path if path else None), message
+
+    def on_clear() -> tuple[Any, ...]:
+        return [], empty_evidence_html(), "", SessionQuotes(), None, ""
+
+    with gr.Blocks(title="mlqi — interview answers", analytics_enabled=False) as demo:
+        gr.Markdown(
+            f"# {APP_TITLE}\nAnswers from ML practitioners' interviews about quality issues, "
+            "every quote verified verbatim against the transcripts — or *not in the interviews*.",
+            elem_id="app-header",
+        )
+        session_state = gr.State(SessionQuotes())
+        with gr.Tab("Chat", id="chat"):
+            with gr.Accordion("Filters — apply to the next question", open=True):
+                with gr.Row(equal_height=True):
+                    f_interviews = gr.Dropdown(
+                        choices=interview_choices(pipe),
+                        value=[],
+                        multiselect=True,
+                        label="Interviews",
+                        info="Empty = all interviews",
+                        scale=3,
+                        elem_id="filter-interviews",
+                    )
+                    f_codes = gr.Dropdown(
+                        choices=code_choices(pipe),
+                        value=[],
+                        multiselect=True,
+                        label="Codes",
+                        info="Only passages carrying these codes",
+                        scale=4,
+                        elem_id="filter-codes",
+                    )
+                    f_codes_mode = gr.Radio(
+                        choices=[("any", "any"), ("all", "all")],
+                        value="any",
+                        label="Match codes",
+                        scale=1,
+                        min_width=150,
+                    )
+                    with gr.Column(scale=2, min_width=200):
+                        f_participant = gr.Checkbox(
+                            value=True, label="Participants' speech only", elem_id="filter-role"
+                        )
+                        f_engine = gr.Dropdown(
+                            choices=engines,
+                            value=default_engine,
+                            label="Engine",
+                            elem_id="filter-engine",
+                        )
+                    f_k = gr.Slider(
+                        minimum=1,
+                        maximum=30,
+                        step=1,
+                        value=settings.top_k,
+                        label="Passages retrieved",
+                        scale=2,
+                        elem_id="filter-k",
+                    )
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=6, min_width=420):
+                    chatbot = gr.Chatbot(
+                        value=[],
+                        label="Conversation",
+                        height=560,
+                        elem_id="chat",
+                        latex_delimiters=[],
+                        feedback_options=None,
+                        buttons=["copy", "copy_all"],
+                        placeholder=(
+                            "**Ask about the interviews.** Each question is answered from the "
+                            "transcripts on its own, with verified quotes on the right."
+                        ),
+                    )
+                    with gr.Row(equal_height=True, elem_id="ask-row"):
+                        question = gr.Textbox(
+                            label="Question",
+                            placeholder="e.g. How do practitioners handle missing values?",
+                            show_label=False,
+                            lines=1,
+                            max_lines=4,
+                            scale=6,
+                            container=False,
+                            elem_id="question",
+                            autofocus=True,
+                        )
+                        send = gr.Button(
+                            "Ask", variant="primary", scale=1, min_width=80, elem_id="ask"
+                        )
+                        clear = gr.Button(
+                            "New conversation",
+                            variant="secondary",
+                            scale=1,
+                            min_width=120,
+                            elem_id="clear",
+                        )
+                    coverage = gr.HTML("", label="Coverage", elem_id="coverage", js_on_load=None)
+                    gr.Examples(list(EXAMPLE_QUESTIONS), inputs=question, label="Try")
+                with gr.Column(scale=5, min_width=360):
+                    gr.Markdown("### Evidence")
+                    evidence = gr.HTML(
+                        empty_evidence_html(),
+                        label="Evidence",
+                        max_height=640,
+                        elem_id="evidence-panel",
+                        js_on_load=None,
+                    )
+                    with gr.Accordion("Export quotes", open=True, elem_id="export"):
+                        scope = gr.Radio(
+                            choices=list(SCOPES),
+                            value=SCOPES[0],
+                            show_label=False,
+                            elem_id="export-scope",
+                        )
+                        with gr.Row():
+                            b_md = gr.Button("Markdown", size="sm", elem_id="export-markdown")
+                            b_csv = gr.Button("CSV", size="sm", elem_id="export-csv")
+                            b_tex = gr.Button("LaTeX", size="sm", elem_id="export-latex")
+                        export_file = gr.File(
+                            label="Download",
+                            interactive=False,
+                            height=90,
+                            elem_id="export-file",
+                        )
+                        export_status = gr.Markdown("", elem_id="export-status")
+
+        with gr.Tab("Corpus", id="corpus"):
+            gr.Markdown(corpus_summary(pipe))
+            gr.Dataframe(
+                value=corpus_rows(pipe),
+                headers=CORPUS_HEADERS,
+                interactive=False,
+                label="Interviews",
+                elem_id="corpus-table",
+            )
+            gr.Markdown("### Codes × interviews")
+            gr.HTML(code_heatmap_html(pipe), elem_id="heatmap", js_on_load=None)
+            gr.Markdown("### Passages by code")
+            passage_codes = code_passage_choices(pipe)
+            first_code = most_used_code(pipe)
+            code_pick = gr.Dropdown(
+                choices=passage_codes,
+                value=first_code,
+                label="Code",
+                elem_id="code-pick",
+            )
+            passages = gr.HTML(
+                code_passages_html(pipe, first_code), elem_id="code-passages", js_on_load=None
+            )
+            code_pick.change(
+                lambda c: code_passages_html(pipe, c),
+                inputs=code_pick,
+                outputs=passages,
+                api_visibility="private",
+            )
+
+        chat_inputs = [
+            question,
+            chatbot,
+            session_state,
+            f_interviews,
+            f_codes,
+            f_codes_mode,
+            f_participant,
+            f_engine,
+            f_k,
+        ]
+        chat_outputs = [question, chatbot, evidence, coverage, session_state]
+        question.submit(
+            on_submit,
+            chat_inputs,
+            chat_outputs,
+            api_name="chat",
+            concurrency_limit=CHAT_CONCURRENCY,
+            concurrency_id="chat",
+        )
+        send.click(
+            on_submit,
+            chat_inputs,
+            chat_outputs,
+            api_visibility="private",
+            concurrency_limit=CHAT_CONCURRENCY,
+            concurrency_id="chat",
+        )
+        chatbot.clear(
+            on_clear,
+            None,
+            [chatbot, evidence, coverage, session_state, export_file, export_status],
+            api_visibility="private",
+        )
+        clear.click(
+            on_clear,
+            None,
+            [chatbot, evidence, coverage, session_state, export_file, export_status],
+            api_visibility="private",
+        )
+        for button, fmt in ((b_md, "markdown"), (b_csv, "csv"), (b_tex, "latex")):
+            button.click(
+                lambda s, sc, _fmt=fmt: on_export(s, sc, _fmt),
+                [session_state, scope],
+                [export_file, export_status],
+                api_visibility="private",
+            )
+    return demo
+
+
+# ---- serving -------------------------------------------------------------------------------------
+
+
+def parse_auth(value: str) -> tuple[str, str] | None:
+    """``user:password`` → (user, password); empty → no login."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ConfigError("MLQI_AUTH must look like user:password")
+    return user, password
+
+
+def serve(
+    demo: gr.Blocks,
+    settings: Settings,
+    export_dir: str | Path,
+    block: bool = True,
+    quiet: bool = False,
+) -> str:
+    """Start the server on ``settings.host:port`` (loopback by default); returns its URL.
+
+    No share link, no analytics, no MCP server, no monitoring page, no run history; the only
+    extra files Gradio may serve are this app's exports.
+    """
+    auth = parse_auth(settings.auth)
+    blocked = [str(Path(p).resolve()) for p in (settings.corpus, settings.index_dir)]
+    demo.queue(default_concurrency_limit=CHAT_CONCURRENCY)
+    _, local_url, _ = demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=False,
+        auth=auth,
+        auth_message="Log in to the interview assistant." if auth else None,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=False,
+        allowed_paths=[str(Path(export_dir).resolve())],
+        blocked_paths=blocked,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        enable_monitoring=False,
+        run_history=False,
+        footer_links=["api"],
+        theme=_theme(),
+        css=CSS,
+    )
+    url = str(local_url)
+    if not quiet:
+        login = " (login required)" if auth else ""
+        print(f"Open {url} in your browser{login}. Ctrl+C stops the app.", flush=True)
+    if block:
+        demo.block_thread()
+    return url
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="app.py",
+        description="Open the interview assistant in a browser (http://127.0.0.1:7860 by default).",
+    )
+    p.add_argument("--host", help="address to bind (MLQI_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (MLQI_PORT; default 7860)")
+    p.add_argument("--corpus", type=Path, help="transcript directory (MLQI_CORPUS)")
+    p.add_argument("--index-dir", type=Path, help="index location (MLQI_INDEX_DIR)")
+    p.add_argument("--export-dir", type=Path, help="where exports are written (MLQI_EXPORT_DIR)")
+    return p.parse_args(list(argv) if argv is not None else None)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "corpus": args.corpus,
+        "index_dir": args.index_dir,
+    }
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def prepare_pipeline(settings: Settings, progress: bool = True) -> Pipeline:
+    """Build (or bring up to date) the index, then load the pipeline; prints progress."""
+    from .embedding import Embedder
+    from .index import build_index, current_generation
+    from .pipeline import Pipeline
+    from .transcripts import parse_paths
+
+    embedder = Embedder.from_settings(settings)
+    first = current_generation(Path(settings.index_dir)) is None
+    if first:
+        interviews, _ = parse_paths([settings.corpus])
+        print(
+            f"Building the index of {len(interviews)} transcripts in {settings.index_dir} "
+            "(first run; this takes a minute)…",
+            flush=True,
+        )
+    else:
+        print(f"Checking the index in {settings.index_dir} against {settings.corpus}…", flush=True)
+    report = build_index(settings, embedder=embedder, progress=progress)
+    for err in report.errors:
+        print(f"skipped: {err}", file=sys.stderr)
+    if report.changed:
+        print(
+            f"Index ready: {report.chunks} passages ({report.embedded} embedded) "
+            f"in {report.seconds:.0f} s.",
+            flush=True,
+        )
+    else:
+        print(f"Index up to date: {report.chunks} passages.", flush=True)
+    return Pipeline.load(settings, embedder=embedder)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    offline_environment()
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        parse_auth(settings.auth)  # fail before the slow part
+        export_dir = resolve_export_dir(args.export_dir)
+        t0 = time.perf_counter()
+        pipe = prepare_pipeline(settings)
+        pipe.embedder.embed_one("warm up")  # the first question should not pay for model loading
+        demo = build_ui(pipe, export_dir)
+        print(f"Exports go to {export_dir}", flush=True)
+        print(f"Ready in {time.perf_counter() - t0:.0f} s.", flush=True)
+        serve(demo, settings, export_dir, block=True)
+    except MlqiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the port is taken
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
