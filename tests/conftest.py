@@ -39,3 +39,30 @@ def _isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing a test does may write into the checkout's index/ or exports."""
     monkeypatch.setenv("MLQI_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("MLQI_EXPORT_DIR", str(tmp_path / "exports"))
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    """The real bundled model, loaded once per test session."""
+    from mlqi_rag.embedding import Embedder
+    from mlqi_rag.settings import Settings
+
+    return Embedder.from_settings(Settings())
+
+
+@pytest.fixture(scope="session")
+def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
+    """A real index (Chroma + BM25) of the bundled seed corpus, built once per session."""
+    from mlqi_rag.index import build_index
+    from mlqi_rag.settings import Settings
+
+    s = Settings(index_dir=tmp_path_factory.mktemp("seed-index"))
+    build_index(s, embedder, progress=False)
+    return s
+
+
+@pytest.fixture(scope="session")
+def seed_pipeline(seed_index, embedder):  # type: ignore[no-untyped-def]
+    from mlqi_rag.pipeline import Pipeline
+
+    return Pipeline.load(seed_index, embedder)

@@ -28,18 +28,6 @@ MISSING = "How do practitioners handle missing values?"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return Embedder.from_settings(Settings())
-
-
-@pytest.fixture(scope="session")
-def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
-    s = Settings(index_dir=tmp_path_factory.mktemp("seed-index"))
-    build_index(s, embedder, progress=False)
-    return s
-
-
-@pytest.fixture(scope="session")
 def retriever(seed_index: Settings, embedder: Embedder) -> Retriever:
     return Retriever(Index.load(seed_index), embedder)
 
