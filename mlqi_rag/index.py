@@ -393,17 +393,24 @@ def build_index(
 
 
 def _embed_with_progress(embedder: Embedder, texts: list[str], progress: bool | None) -> np.ndarray:
+    """Embed in length-sorted batches (as ``encode`` does internally) so padding stays small,
+    updating a progress bar per batch; rows come back in the input order."""
     from tqdm import tqdm
 
-    batch = max(1, embedder.batch_size)
-    parts = []
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    batch = max(1, embedder.batch_size) * 4
+    out = np.zeros((len(texts), 0), dtype=np.float32)
     # disable=None: tqdm shows the bar only on a terminal, unless the caller decided.
     disable = None if progress is None else not progress
     with tqdm(total=len(texts), desc="embedding chunks", unit="chunk", disable=disable) as bar:
-        for i in range(0, len(texts), batch):
-            parts.append(embedder.embed(texts[i : i + batch]))
-            bar.update(len(texts[i : i + batch]))
-    return np.concatenate(parts)
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
+            vectors = embedder.embed([texts[j] for j in idx])
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
+            bar.update(len(idx))
+    return out
 
 
 def _fsync_dir(path: Path) -> None:
