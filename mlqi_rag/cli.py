@@ -212,31 +212,6 @@ def index(
         click.echo(f"  {report.rebuilt_reason}")
 
 
-def read_questions(path: Path) -> list[dict[str, Any]]:
-    """A JSONL question file: one object per line with at least ``question`` (``id`` optional)."""
-    from .errors import QuestionError
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionError(f"{path}: cannot read question file ({exc})") from exc
-    rows = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise QuestionError(f"{path}:{n}: not valid JSON ({exc.args[0]})") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-            raise QuestionError(f'{path}:{n}: each line needs a "question" string')
-        row.setdefault("id", str(n))
-        rows.append(row)
-    if not rows:
-        raise QuestionError(f"{path}: no questions in file")
-    return rows
-
-
 @cli.command()
 @click.argument("question", required=False)
 @click.option("-k", "--top-k", "k", type=int, default=None, help="Number of passages (default 10).")
@@ -302,7 +277,9 @@ def retrieve(
 
 def _question_rows(question: str | None, questions_file: Path | None) -> list[dict[str, Any]]:
     if questions_file is not None:
-        return read_questions(questions_file)
+        from .evaluation import load_questions
+
+        return [{"id": q.id, "question": q.question} for q in load_questions(questions_file)]
     if question is None:
         raise click.UsageError("give a QUESTION or --questions FILE.jsonl")
     return [{"id": "1", "question": question}]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netutil import free_port
 
 from mlqi_rag.answer import LLMEngine, get_engine, inline, mask_quotes, smollm2_path
 from mlqi_rag.cli import cli
@@ -241,15 +241,9 @@ def test_local_engine_with_smollm2(seed_pipeline: Pipeline, gguf: str, injected:
     assert_grounded(inj.engine("local").answer(INJECT_Q), inj)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(gguf: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "llm_server.py"), gguf, str(port)],
         stdout=subprocess.DEVNULL,
@@ -293,7 +287,7 @@ def test_openai_engine_against_a_real_llama_cpp_server(
 
 def test_openai_engine_unreachable_server_is_one_line(seed_pipeline: Pipeline) -> None:
     s = seed_pipeline.settings.model_copy(
-        update={"llm_base_url": f"http://127.0.0.1:{_free_port()}/v1"}
+        update={"llm_base_url": f"http://127.0.0.1:{free_port()}/v1"}
     )
     pipe = Pipeline(s, seed_pipeline.embedder, seed_pipeline.index, seed_pipeline.retriever)
     with pytest.raises(ConfigError, match="OpenAI-compatible server at http://127.0.0.1"):

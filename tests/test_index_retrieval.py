@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netutil import free_port
 
 from mlqi_rag.cli import cli
 from mlqi_rag.embedding import Embedder
@@ -295,15 +296,9 @@ def test_killed_build_leaves_the_old_index_answering(
 # ---- Chroma server -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def chroma_server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    port = _free_port()
+    port = free_port()
     chroma = Path(sys.executable).parent / "chroma"
     proc = subprocess.Popen(
         [
