@@ -187,9 +187,14 @@ def evidence_html(pipe: Pipeline, answer: Answer | None) -> str:
         return empty_evidence_html()
     if answer.abstained or not answer.citations:
         if not answer.closest:
+            why = (
+                "no passage came close"
+                if answer.interviews_searched
+                else "no passage matches the filters; widen them and ask again"
+            )
             return (
                 '<div class="evidence" data-state="abstained" data-count="0">'
-                '<div class="ev-summary">Not in the interviews — no passage came close.</div></div>'
+                f'<div class="ev-summary">Not in the interviews — {why}.</div></div>'
             )
         cards = "".join(
             evidence_card(pipe, c, closest=True, n=i) for i, c in enumerate(answer.closest, 1)
@@ -255,7 +260,9 @@ def coverage_html(pipe: Pipeline, answer: Answer, filters: Filters | None = None
             scope.append("codes " + joiner.join(esc(c) for c in filters.codes))
         scope.append("participant speech only" if filters.roles else "all speakers")
     scope_txt = f" ({'; '.join(scope)})" if scope else ""
-    if answer.abstained or not cited:
+    if not searched:
+        support = '<span class="cov-none">No passage matches these filters</span>'
+    elif answer.abstained or not cited:
         support = (
             '<span class="cov-none">No interview supports an answer</span> — '
             "closest passages shown, marked"
@@ -413,7 +420,10 @@ def export_quotes(
     if not cites:
         what = "this session" if whole else "the last answer"
         return None, f"Nothing to export: {what} has no verified quotes yet."
-    path = write_export(cites, key, directory, question=None if whole else session.question)
+    try:
+        path = write_export(cites, key, directory, question=None if whole else session.question)
+    except OSError as exc:
+        return None, f"Could not write the export: {exc.strerror or exc}"
     n = len(unique_citations(cites))
     return str(path), f"{n} quote{'s' if n != 1 else ''} → {path.name}"
 
@@ -458,7 +468,7 @@ CORPUS_HEADERS = [
     "Words",
     "Participant words",
     "Coded",
-    "Codes",
+    "Distinct codes",
 ]
 
 
@@ -739,10 +749,18 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
 
     def on_export(session: SessionQuotes | None, scope: str, fmt: str) -> tuple[Any, str]:
         path, message = export_quotes(session, fmt, scope, export_path)
-        return (path if path else None), message
+        # the download appears only once there is a generated file to offer
+        return gr.File(value=path, visible=bool(path)), message
 
     def on_clear() -> tuple[Any, ...]:
-        return [], empty_evidence_html(), "", SessionQuotes(), None, ""
+        return (
+            [],
+            empty_evidence_html(),
+            "",
+            SessionQuotes(),
+            gr.File(value=None, visible=False),
+            "",
+        )
 
     with gr.Blocks(title="mlqi — interview answers", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -829,10 +847,10 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
                             "Ask", variant="primary", scale=1, min_width=80, elem_id="ask"
                         )
                         clear = gr.Button(
-                            "New conversation",
+                            "New chat",
                             variant="secondary",
                             scale=1,
-                            min_width=120,
+                            min_width=110,
                             elem_id="clear",
                         )
                     coverage = gr.HTML("", label="Coverage", elem_id="coverage", js_on_load=None)
@@ -860,7 +878,7 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
                         export_file = gr.File(
                             label="Download",
                             interactive=False,
-                            height=90,
+                            visible=False,
                             elem_id="export-file",
                         )
                         export_status = gr.Markdown("", elem_id="export-status")
@@ -1036,6 +1054,7 @@ def prepare_pipeline(settings: Settings, progress: bool = True) -> Pipeline:
     first = current_generation(Path(settings.index_dir)) is None
     if first:
         interviews, _ = parse_paths([settings.corpus])
+    if first and interviews:
         print(
             f"Building the index of {len(interviews)} transcripts in {settings.index_dir} "
             "(first run; this takes a minute)…",
@@ -1057,12 +1076,37 @@ def prepare_pipeline(settings: Settings, progress: bool = True) -> Pipeline:
     return Pipeline.load(settings, embedder=embedder)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail in a second, not after the index is loaded, when the port is taken."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "pick another with --port or MLQI_PORT"
+            ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     offline_environment()
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
-        parse_auth(settings.auth)  # fail before the slow part
+        auth = parse_auth(settings.auth)  # fail before the slow part
+        if settings.host not in ("127.0.0.1", "localhost", "::1") and not auth:
+            print(
+                f"warning: binding to {settings.host} makes the app reachable from other "
+                "machines without a login; set MLQI_AUTH=user:password",
+                file=sys.stderr,
+            )
+        check_port_free(settings.host, settings.port)
         export_dir = resolve_export_dir(args.export_dir)
         t0 = time.perf_counter()
         pipe = prepare_pipeline(settings)
@@ -1074,6 +1118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MlqiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ValidationError as exc:  # a malformed MLQI_* setting
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "settings"
+        print(f"error: invalid setting {where}: {first.get('msg', exc)}", file=sys.stderr)
+        return 2
     except OSError as exc:  # e.g. the port is taken
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -181,7 +181,7 @@ def test_retrieve_cli_batch_json(seed_index: Settings, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": 1}\n')
     result = CliRunner().invoke(cli, ["retrieve", "--questions", str(bad)], env=env)
-    assert result.exit_code == 1 and 'bad.jsonl:1: each line needs a "question"' in result.stderr
+    assert result.exit_code == 1 and "bad.jsonl:1: question: Field required" in result.stderr
 
 
 def test_missing_index_message(tmp_path: Path) -> None:

@@ -1,0 +1,179 @@
+"""End to end in a real browser: ``python app.py`` on loopback, driven by headless Chromium.
+
+A researcher's path: ask a question, see the verified quote of interview 32 in the evidence
+panel, open it in context, export the quotes as Markdown and get a file with the attribution.
+Screenshots land in ``test-output/`` (gitignored) and in the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from mlqi_rag.export import is_safe_export_name
+from mlqi_rag.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT = REPO / "test-output"
+CHROMIUM = os.environ.get("MLQI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MISSING = "How do practitioners handle missing values?"
+STARTUP_SECONDS = 240
+ANSWER_MS = 180_000
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must run the browser test (make browser)")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def app_server(
+    chromium: str, seed_index: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, Path]]:
+    """``python app.py --port P --index-dir D`` on the session's prebuilt seed index (conftest);
+    yields (url, export directory, server log)."""
+    index_dir = seed_index.index_dir
+    work = tmp_path_factory.mktemp("browser-app")
+    exports = work / "exports"
+    log_path = work / "app.log"
+    port = free_port()
+    env = {**os.environ, "MLQI_EXPORT_DIR": str(exports), "PYTHONUNBUFFERED": "1"}
+    env.pop("MLQI_AUTH", None)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port), "--index-dir", str(index_dir)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no answer in {STARTUP_SECONDS} s:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield url, exports, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def test_ask_see_evidence_in_context_and_export(
+    app_server: tuple[str, Path, Path], chromium: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, exports, log_path = app_server
+    OUTPUT.mkdir(exist_ok=True)
+    requested: list[str] = []
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh profile every run
+            executable_path=chromium,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1440, "height": 1000},
+            accept_downloads=True,
+        )
+        try:
+            page = context.new_page()
+            page.on("request", lambda r: requested.append(r.url))
+            page.goto(url)
+            box = page.locator("#question textarea, #question input").first
+            box.wait_for(timeout=60_000)
+            box.fill(MISSING)
+            box.press("Enter")
+
+            card = page.locator(
+                '#evidence-panel .evidence-card[data-interview="32"][data-verified="true"]'
+            ).first
+            try:
+                card.wait_for(timeout=ANSWER_MS)
+            finally:
+                page.screenshot(path=str(tmp_path / "browser-chat.png"), full_page=True)
+            expect(card.locator(".ev-verified")).to_contain_text("✓ verified")
+            expect(card.locator(".ev-quote")).not_to_be_empty()
+            expect(page.locator("#chat")).to_contain_text(MISSING)
+            expect(page.locator("#coverage")).to_contain_text("Searched")
+
+            card.locator("summary", has_text="show in context").click()
+            expect(card.locator(".ev-turn-cited mark").first).to_be_visible()
+            card.scroll_into_view_if_needed()
+
+            page.locator("#export-markdown").click()
+            link = page.locator("#export-file a[download]").first
+            link.wait_for(timeout=60_000)
+            expect(page.locator("#export-status")).to_contain_text("mlqi-quotes-")
+            with page.expect_download() as info:
+                link.click()
+            download = info.value
+            assert is_safe_export_name(download.suggested_filename)
+            text = Path(download.path()).read_text(encoding="utf-8")
+            assert "— Interview 32" in text
+            assert f"**Question:** {MISSING}" in text
+            for shot in (tmp_path / "browser-chat.png", OUTPUT / "browser-chat.png"):
+                page.screenshot(path=str(shot), full_page=True)
+
+            page.get_by_role("tab", name="Corpus").click()
+            expect(page.locator("#heatmap table.heatmap")).to_be_visible()
+            expect(page.locator("#code-passages .passage").first).to_be_visible()
+            page.screenshot(path=str(OUTPUT / "browser-corpus.png"), full_page=True)
+        finally:
+            context.close()
+
+    # the file was generated into the app's export directory, under a safe name, and only there
+    files = list(exports.iterdir())
+    assert len(files) == 1 and is_safe_export_name(files[0].name)
+    assert "— Interview 32" in files[0].read_text(encoding="utf-8")
+    # nothing the page loaded came from anywhere but the app itself
+    hosts = {urlsplit(u).netloc for u in requested if urlsplit(u).scheme in ("http", "https")}
+    assert hosts == {urlsplit(url).netloc}, hosts
+    log = log_path.read_text()
+    assert "Traceback" not in log
+    assert "Index up to date" in log or "Building the index of 5 transcripts" in log
