@@ -41,6 +41,11 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/bench_parse.py
+	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_load.py
+
+eval: setup
+	$(VENV)/bin/mlqi-rag eval
 
 clean:
 	rm -rf $(VENV) index/chroma* index/*.json index/bm25*

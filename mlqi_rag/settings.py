@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the app binds to.")
     port: int = Field(7860, description="Port the app listens on.")
     auth: str = Field("", description="user:password to require a login in the app.")
+    export_dir: Path | None = Field(
+        None, description="Where the app writes quote exports; empty = a temporary directory."
+    )
 
     def model_path(self) -> str:
         return self.embed_model or default_model_path()

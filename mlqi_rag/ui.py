@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import html
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -429,8 +428,8 @@ def export_quotes(
 
 
 def resolve_export_dir(path: str | Path | None = None) -> Path:
-    """``path``, else ``$MLQI_EXPORT_DIR``, else a fresh temporary directory for this app."""
-    chosen = path or os.environ.get("MLQI_EXPORT_DIR")
+    """``path`` (``--export-dir`` / ``MLQI_EXPORT_DIR``), else a fresh temporary directory."""
+    chosen = path
     if chosen:
         d = Path(chosen).expanduser().resolve()
         d.mkdir(parents=True, exist_ok=True)
@@ -724,7 +723,7 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
     import gradio as gr
 
     settings = pipe.settings
-    export_path = resolve_export_dir(export_dir)
+    export_path = resolve_export_dir(export_dir or pipe.settings.export_dir)
     engines = engine_choices(settings)
     default_engine = settings.engine if settings.engine in engines else "extractive"
 
@@ -1039,6 +1038,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "port": args.port,
         "corpus": args.corpus,
         "index_dir": args.index_dir,
+        "export_dir": args.export_dir,
     }
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -1107,7 +1107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         check_port_free(settings.host, settings.port)
-        export_dir = resolve_export_dir(args.export_dir)
+        export_dir = resolve_export_dir(settings.export_dir)
         t0 = time.perf_counter()
         pipe = prepare_pipeline(settings)
         pipe.embedder.embed_one("warm up")  # the first question should not pay for model loading

@@ -250,7 +250,9 @@ def test_settings_from_flags_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert (s.host, s.port, s.corpus, s.index_dir) == ("127.0.0.1", 8100, tmp_path, Path("ix"))
     monkeypatch.delenv("MLQI_HOST")
     monkeypatch.delenv("MLQI_PORT")
-    d = ui.settings_from_args(argparse.Namespace(host=None, port=None, corpus=None, index_dir=None))
+    d = ui.settings_from_args(
+        argparse.Namespace(host=None, port=None, corpus=None, index_dir=None, export_dir=None)
+    )
     assert (d.host, d.port) == ("127.0.0.1", 7860)
 
 
@@ -278,7 +280,7 @@ def test_main_fails_fast_with_one_line(
 
 def test_export_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MLQI_EXPORT_DIR", str(tmp_path / "ex"))
-    assert ui.resolve_export_dir() == (tmp_path / "ex").resolve()
+    assert ui.resolve_export_dir(Settings().export_dir) == (tmp_path / "ex").resolve()
     assert (tmp_path / "ex").is_dir()
     monkeypatch.delenv("MLQI_EXPORT_DIR")
     fresh = ui.resolve_export_dir()
