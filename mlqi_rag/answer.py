@@ -166,7 +166,7 @@ def _dedupe(spans: list[Span]) -> list[Span]:
 
 
 def select_quotes(
-    spans: list[Span], threshold: float, per_interview: int = 2, relative: float = 0.8
+    spans: list[Span], threshold: float, per_interview: int = 2, relative: float = 0.85
 ) -> list[Span]:
     """The best span of each interview that supports the answer, best interviews first."""
     if not spans or spans[0].score < threshold:
@@ -246,10 +246,11 @@ class BaseEngine:
         result = self.pipeline.retriever.retrieve(question, k=k, filters=filters)
         spans = self.evidence.score(result.question, result)
         threshold = self.threshold(result, spans)
-        chosen = select_quotes(spans, threshold)
+        chosen = select_quotes(spans, threshold, relative=self.settings.relative_floor)
         meta = {
             **result.settings,
             "abstain_threshold": threshold,
+            "relative_floor": self.settings.relative_floor,
             "evidence_score": spans[0].score if spans else 0.0,
             "unknown_terms": list(result.unknown_terms),
             "codes_named": list(result.matched_codes),

@@ -340,6 +340,9 @@ def run_eval(
                 "per_interview_cap",
                 "candidates",
                 "abstain_threshold",
+                "abstain_threshold_unknown_terms",
+                "relative_floor",
+                "keyword_weight",
                 "top_k",
             )
         },

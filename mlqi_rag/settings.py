@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         0.46,
         description="Higher bar when a distinctive question word occurs in no transcript.",
     )
+    relative_floor: float = Field(
+        0.85,
+        description="An interview is cited only if its best evidence scores at least this "
+        "fraction of the best interview's (higher: more precise, fewer interviews).",
+    )
     llm_model: str = Field("", description="GGUF path (local) or model name (openai).")
     llm_base_url: str = Field("", description="OpenAI-compatible server URL for engine=openai.")
     llm_api_key: str = Field("", description="API key for engine=openai (often unused locally).")
