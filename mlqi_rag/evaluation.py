@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
 from .errors import QuestionError
@@ -35,6 +35,8 @@ class GoldQuote(BaseModel):
 
 
 class Question(BaseModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)  # "id": 7 is as good as "id": "7"
+
     id: str
     question: str
     kind: str = "thematic"
