@@ -428,7 +428,7 @@ def _print_tables(tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     for title, header, rows in tables:
         table = Table(title=title, title_justify="left")
         for i, h in enumerate(header):
