@@ -265,23 +265,28 @@ def llama_server(gguf: str) -> Iterator[str]:
     proc.wait(timeout=20)
 
 
+def _served(base: Pipeline, url: str) -> Pipeline:
+    update = {
+        "llm_base_url": url,
+        "llm_model": "smollm2",
+        "llm_max_tokens": 64,
+        "llm_context_tokens": 600,
+    }
+    s = base.settings.model_copy(update=update)
+    return Pipeline(s, base.embedder, base.index, base.retriever)
+
+
 def test_openai_engine_against_a_real_llama_cpp_server(
-    seed_pipeline: Pipeline, llama_server: str
+    seed_pipeline: Pipeline, llama_server: str, injected: Pipeline
 ) -> None:
-    s = seed_pipeline.settings.model_copy(
-        update={
-            "llm_base_url": llama_server,
-            "llm_model": "smollm2",
-            "llm_max_tokens": 64,
-            "llm_context_tokens": 600,
-        }
-    )
-    pipe = Pipeline(s, seed_pipeline.embedder, seed_pipeline.index, seed_pipeline.retriever)
+    pipe = _served(seed_pipeline, llama_server)
     items = list(pipe.engine("openai").stream(MISSING))
     answer = items[-1]
     assert isinstance(answer, Answer) and answer.engine == "openai" and not answer.abstained
     assert answer.citations
     assert_grounded(answer, pipe)
+    inj = _served(injected, llama_server)
+    assert_grounded(inj.engine("openai").answer(INJECT_Q), inj)
     assert len(items) > 2
 
 
