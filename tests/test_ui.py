@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from mlqi_rag import ui
+from mlqi_rag import render, ui
 from mlqi_rag.settings import Settings
 from mlqi_rag.transcripts import parse_paths
 from mlqi_rag.types import Answer, Citation, Interview
@@ -86,7 +86,7 @@ def quote_in(iv: Interview, turn_pos: int) -> Citation:
 
 
 def test_esc_neutralises_html_and_template_syntax() -> None:
-    out = ui.esc('<script>alert("x")</script> ${value} {{x}}')
+    out = render.esc('<script>alert("x")</script> ${value} {{x}}')
     assert "<" not in out and ">" not in out and '"' not in out
     assert "$" not in out and "{" not in out and "}" not in out
 
@@ -94,7 +94,7 @@ def test_esc_neutralises_html_and_template_syntax() -> None:
 def test_card_has_stable_attributes_and_context(parsed_pipe: Any, interviews: Any) -> None:
     iv = interviews["32"]
     c = quote_in(iv, 7)
-    html = ui.evidence_card(parsed_pipe, c, n=1)
+    html = render.evidence_card(parsed_pipe, c, n=1)
     [attrs] = cards(html)
     assert attrs["interview"] == "32" and attrs["verified"] == "true"
     assert attrs["turn"] == str(c.turn_index) and attrs["kind"] == "citation"
@@ -102,12 +102,12 @@ def test_card_has_stable_attributes_and_context(parsed_pipe: Any, interviews: An
     assert f"turn {c.turn_index}" in html
     assert "✓ verified" in html
     for code in c.codes:
-        assert f'<span class="ev-tag">{ui.esc(code)}</span>' in html
+        assert f'<span class="ev-tag">{render.esc(code)}</span>' in html
     assert "<details" in html and "<summary>show in context</summary>" in html
     # the exchange: previous, cited and next turn; the quote highlighted in the cited one
     assert 'ev-turn-prev" data-turn="6"' in html and 'ev-turn-next" data-turn="8"' in html
     cited = html.split('ev-turn-cited"', 1)[1].split("ev-turn-next", 1)[0]
-    assert f"<mark>{ui.esc(c.quote)}</mark>" in cited
+    assert f"<mark>{render.esc(c.quote)}</mark>" in cited
 
 
 def test_context_highlight_follows_source_offsets(parsed_pipe: Any, interviews: Any) -> None:
@@ -119,9 +119,9 @@ def test_context_highlight_follows_source_offsets(parsed_pipe: Any, interviews: 
         iv.id, iv.label, turn.speaker, turn.role, turn.index, quote, iv.source,
         p.start + 10, p.start + 60,
     )  # fmt: skip
-    html = ui.context_html(parsed_pipe, c)
+    html = render.context_html(parsed_pipe, c)
     assert html.count("<mark>") == 1
-    assert f"<mark>{ui.esc(quote)}</mark>" in html
+    assert f"<mark>{render.esc(quote)}</mark>" in html
 
 
 def test_transcript_text_is_escaped(parsed_pipe: Any, interviews: Any) -> None:
@@ -131,7 +131,7 @@ def test_transcript_text_is_escaped(parsed_pipe: Any, interviews: Any) -> None:
         "<script>alert('quote')</script> ${document.cookie}", c.source, c.start, c.end,
         codes=("<b>code</b>",),
     )  # fmt: skip
-    html = ui.evidence_card(parsed_pipe, evil)
+    html = render.evidence_card(parsed_pipe, evil)
     assert "<script" not in html and "<img" not in html and "<b>" not in html
     assert "&lt;script&gt;" in html and "&#36;&#123;document.cookie&#125;" in html
 
@@ -147,13 +147,13 @@ def test_abstained_answer_shows_closest_cards(parsed_pipe: Any, interviews: Any)
         closest=closest,
         interviews_searched=tuple(SEED_IDS),
     )
-    html = ui.evidence_html(parsed_pipe, answer)
+    html = render.evidence_html(parsed_pipe, answer)
     assert 'data-state="abstained"' in html
     found = cards(html)
     assert [a["interview"] for a in found] == ["35", "31"]
     assert all(a["kind"] == "closest" for a in found)
     assert html.count("closest, not an answer") >= 3  # the summary and each card
-    cov = ui.coverage_html(parsed_pipe, answer, ui.make_filters())
+    cov = render.coverage_html(parsed_pipe, answer, ui.make_filters())
     assert "No interview supports an answer" in cov and "17 (Rached)" in cov
 
 
@@ -168,10 +168,10 @@ def test_answer_panel_and_coverage(parsed_pipe: Any, interviews: Any) -> None:
         settings={"seconds": 0.25},
         interviews_searched=("31", "32", "35"),
     )
-    html = ui.evidence_html(parsed_pipe, answer)
+    html = render.evidence_html(parsed_pipe, answer)
     assert [a["interview"] for a in cards(html)] == ["32", "35"]
     assert "2 quotes from 2 interviews" in html
-    cov = ui.coverage_html(parsed_pipe, answer, ui.make_filters(codes=["Data-missing-values"]))
+    cov = render.coverage_html(parsed_pipe, answer, ui.make_filters(codes=["Data-missing-values"]))
     assert 'data-cited="32,35"' in cov and 'data-searched="31,32,35"' in cov
     assert "Supported by 2 of 3 interviews searched" in cov
     assert "codes Data-missing-values" in cov and "participant speech only" in cov
@@ -179,7 +179,7 @@ def test_answer_panel_and_coverage(parsed_pipe: Any, interviews: Any) -> None:
 
 def test_code_passages_only_coded(parsed_pipe: Any, interviews: Any) -> None:
     code = "Data-missing-values"
-    html = ui.code_passages_html(parsed_pipe, code)
+    html = render.code_passages_html(parsed_pipe, code)
     passages = re.findall(r'<article class="passage"([^>]*)>', html)
     expected = [
         (iv.id, t.index)
@@ -196,11 +196,11 @@ def test_code_passages_only_coded(parsed_pipe: Any, interviews: Any) -> None:
     assert all(code in re.search(r'data-codes="([^"]*)"', a)[1].split("|") for a in passages)  # type: ignore[index]
     assert {iv for iv, _ in got} <= {"32", "35"}  # the only coded interviews
     assert f'data-count="{len(expected)}"' in html
-    assert "No passage carries" in ui.code_passages_html(parsed_pipe, "no-such-code")
+    assert "No passage carries" in render.code_passages_html(parsed_pipe, "no-such-code")
 
 
 def test_heatmap_counts(parsed_pipe: Any, interviews: Any) -> None:
-    html = ui.code_heatmap_html(parsed_pipe)
+    html = render.code_heatmap_html(parsed_pipe)
     for iv in SEED_IDS:
         assert f'<th data-interview="{iv}"' in html
     cells = re.findall(r'data-code="([^"]+)" data-interview="(\w+)" data-count="(\d+)"', html)
@@ -372,17 +372,17 @@ def test_choices_and_corpus_views(pipe: Any) -> None:
     assert codes["Data-missing-values"] == f"Data-missing-values ({n})"
     assert ui.engine_choices(pipe.settings)[0] == "extractive"
 
-    rows = ui.corpus_rows(pipe)
+    rows = render.corpus_rows(pipe)
     assert [r[0] for r in rows] == SEED_IDS
-    by_id = {r[0]: dict(zip(ui.CORPUS_HEADERS, r, strict=True)) for r in rows}
+    by_id = {r[0]: dict(zip(render.CORPUS_HEADERS, r, strict=True)) for r in rows}
     assert by_id["32"]["Coded"] == "yes" and by_id["17"]["Coded"] == "no"
     for r in by_id.values():
         assert r["Turns"] >= r["Participant turns"] > 0 and r["Words"] > r["Participant words"]
-    heat = ui.code_heatmap_html(pipe)
+    heat = render.code_heatmap_html(pipe)
     assert all(f'data-interview="{i}"' in heat for i in SEED_IDS)
     assert all(f'data-code="{c}"' in heat for c in pipe.index.code_counts())
-    assert "5 interviews" in ui.corpus_summary(pipe)
-    assert ui.most_used_code(pipe) in pipe.index.code_counts()
+    assert "5 interviews" in render.corpus_summary(pipe)
+    assert render.most_used_code(pipe) in pipe.index.code_counts()
 
 
 @pytest.mark.slow

@@ -1,0 +1,434 @@
+"""HTML the app shows, as plain functions of the loaded pipeline: evidence cards with their
+context, the coverage line, the corpus table, the codes × interviews heatmap, a code's passages.
+
+Kept apart from the Gradio wiring (``ui``) so it is tested without a server. All transcript text
+goes through ``esc`` (``html.escape`` plus the characters Gradio's HTML templates interpret).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .retrieval import Filters
+from .types import Answer, Citation, Interview, Turn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import Pipeline
+
+CONTEXT_CHARS = 900  # neighbouring turns are trimmed to this many characters in "show in context"
+PASSAGE_PREVIEW_CHARS = 1200
+
+# ---- small helpers -------------------------------------------------------------------------------
+
+
+def esc(text: object) -> str:
+    """HTML-escape, and neutralise ``{`` ``}`` ``$`` that Gradio's HTML templates would expand."""
+    return (
+        html.escape(str(text), quote=True)
+        .replace("{", "&#123;")
+        .replace("}", "&#125;")
+        .replace("$", "&#36;")
+    )
+
+
+def _id_key(iv_id: str) -> tuple[int, int | str]:
+    return (0, int(iv_id)) if iv_id.isdigit() else (1, iv_id)
+
+
+def sorted_interviews(pipe: Pipeline) -> list[Interview]:
+    return sorted(pipe.index.interviews.values(), key=lambda iv: _id_key(iv.id))
+
+
+def interview_name(iv: Interview) -> str:
+    return f"Interview {iv.id}" + (f" · {iv.label}" if iv.label else "")
+
+
+def _find_turn(iv: Interview, turn_index: int) -> int | None:
+    """Position of the turn whose ``index`` is ``turn_index`` (they coincide for parsed data)."""
+    if 0 <= turn_index < len(iv.turns) and iv.turns[turn_index].index == turn_index:
+        return turn_index
+    for pos, t in enumerate(iv.turns):
+        if t.index == turn_index:
+            return pos
+    return None
+
+
+def _paragraphs_html(turn: Turn, highlight: tuple[int, int] | None = None, quote: str = "") -> str:
+    """A turn's paragraphs as <p>, the source span ``highlight`` wrapped in <mark>."""
+    parts: list[str] = []
+    marked = False
+    for p in turn.paragraphs:
+        if highlight:
+            lo, hi = max(p.start, highlight[0]), min(p.end, highlight[1])
+            if lo < hi:
+                a, b = lo - p.start, hi - p.start
+                parts.append(
+                    f"<p>{esc(p.text[:a])}<mark>{esc(p.text[a:b])}</mark>{esc(p.text[b:])}</p>"
+                )
+                marked = True
+                continue
+        parts.append(f"<p>{esc(p.text)}</p>")
+    if highlight and not marked and quote:
+        # Offsets did not land in this turn (should not happen): fall back to finding the text.
+        text = turn.text
+        at = text.find(quote)
+        if at >= 0:
+            before, after = text[:at], text[at + len(quote) :]
+            return f"<p>{esc(before)}<mark>{esc(quote)}</mark>{esc(after)}</p>"
+    return "".join(parts)
+
+
+def _trim(text: str, limit: int, keep_end: bool) -> str:
+    if len(text) <= limit:
+        return text
+    return "… " + text[-limit:].lstrip() if keep_end else text[:limit].rstrip() + " …"
+
+
+def _context_turn_html(turn: Turn, where: str, keep_end: bool) -> str:
+    text = _trim(turn.text, CONTEXT_CHARS, keep_end=keep_end)
+    paragraphs = "".join(f"<p>{esc(p)}</p>" for p in text.split("\n\n"))
+    return (
+        f'<div class="ev-turn ev-turn-{where}" data-turn="{turn.index}">'
+        f'<div class="ev-speaker">{esc(turn.speaker)} · turn {turn.index}</div>{paragraphs}</div>'
+    )
+
+
+# ---- evidence cards ------------------------------------------------------------------------------
+
+
+def context_html(pipe: Pipeline, c: Citation) -> str:
+    """Previous turn, the cited turn (quote in <mark>) and next turn, for "show in context"."""
+    iv = pipe.index.interviews.get(c.interview_id)
+    pos = _find_turn(iv, c.turn_index) if iv else None
+    if iv is None or pos is None:
+        return '<div class="ev-context-missing">Context not available.</div>'
+    parts = []
+    if pos > 0:
+        parts.append(_context_turn_html(iv.turns[pos - 1], "prev", keep_end=True))
+    turn = iv.turns[pos]
+    parts.append(
+        f'<div class="ev-turn ev-turn-cited" data-turn="{turn.index}">'
+        f'<div class="ev-speaker">{esc(turn.speaker)} · turn {turn.index}</div>'
+        f"{_paragraphs_html(turn, (c.start, c.end), c.quote)}</div>"
+    )
+    if pos + 1 < len(iv.turns):
+        parts.append(_context_turn_html(iv.turns[pos + 1], "next", keep_end=False))
+    return "".join(parts)
+
+
+def evidence_card(pipe: Pipeline, c: Citation, closest: bool = False, n: int = 0) -> str:
+    """One card: interview and label, speaker, turn, code tags, verified mark, quote, context."""
+    iv = pipe.index.interviews.get(c.interview_id)
+    label = c.label or (iv.label if iv else "")
+    kind = "closest" if closest else "citation"
+    badges = []
+    if c.verified:
+        badges.append(
+            '<span class="ev-verified" title="found verbatim in the transcript">✓ verified</span>'
+        )
+    else:
+        badges.append('<span class="ev-unverified">not verified</span>')
+    if closest:
+        badges.append('<span class="ev-closest-badge">closest, not an answer</span>')
+    tags = "".join(f'<span class="ev-tag">{esc(code)}</span>' for code in c.codes)
+    number = f'<span class="ev-num">{n}</span>' if n else ""
+    return (
+        f'<article class="evidence-card{" closest" if closest else ""}" '
+        f'data-interview="{esc(c.interview_id)}" data-turn="{c.turn_index}" '
+        f'data-verified="{"true" if c.verified else "false"}" data-kind="{kind}" '
+        f'data-start="{c.start}" data-end="{c.end}">'
+        f'<header class="ev-head">{number}'
+        f'<span class="ev-iv">Interview {esc(c.interview_id)}</span>'
+        + (f'<span class="ev-label">{esc(label)}</span>' if label else "")
+        + f'<span class="ev-badges">{"".join(badges)}</span></header>'
+        f'<div class="ev-meta"><span class="ev-speaker-name">{esc(c.speaker)}</span>'
+        f' · <span class="ev-turn-no">turn {c.turn_index}</span></div>'
+        + (f'<div class="ev-tags">{tags}</div>' if tags else "")
+        + f'<blockquote class="ev-quote">{esc(c.quote)}</blockquote>'
+        f'<details class="ev-context"><summary>show in context</summary>'
+        f"{context_html(pipe, c)}</details></article>"
+    )
+
+
+def evidence_html(pipe: Pipeline, answer: Answer | None) -> str:
+    """The evidence panel: the answer's citations, or the closest passages if it abstained."""
+    if answer is None:
+        return empty_evidence_html()
+    if answer.abstained or not answer.citations:
+        if not answer.closest:
+            why = (
+                "no passage came close"
+                if answer.interviews_searched
+                else "no passage matches the filters; widen them and ask again"
+            )
+            return (
+                '<div class="evidence" data-state="abstained" data-count="0">'
+                f'<div class="ev-summary">Not in the interviews — {why}.</div></div>'
+            )
+        cards = "".join(
+            evidence_card(pipe, c, closest=True, n=i) for i, c in enumerate(answer.closest, 1)
+        )
+        return (
+            f'<div class="evidence" data-state="abstained" data-count="{len(answer.closest)}">'
+            '<div class="ev-summary ev-summary-closest">Not in the interviews. The closest '
+            "passages are shown below — <strong>closest, not an answer</strong>.</div>"
+            f"{cards}</div>"
+        )
+    n_iv = len(answer.interviews_cited)
+    verified = sum(c.verified for c in answer.citations)
+    cards = "".join(evidence_card(pipe, c, n=i) for i, c in enumerate(answer.citations, 1))
+    return (
+        f'<div class="evidence" data-state="answer" data-count="{len(answer.citations)}">'
+        f'<div class="ev-summary">{len(answer.citations)} quote'
+        f"{'s' if len(answer.citations) != 1 else ''} from {n_iv} interview"
+        f"{'s' if n_iv != 1 else ''} · {verified} verified against the transcripts</div>"
+        f"{cards}</div>"
+    )
+
+
+def empty_evidence_html() -> str:
+    return (
+        '<div class="evidence" data-state="empty" data-count="0"><div class="ev-empty">'
+        "Ask a question: the verified quotes behind the answer appear here, each with the "
+        "exchange it comes from.</div></div>"
+    )
+
+
+def pending_evidence_html() -> str:
+    return (
+        '<div class="evidence" data-state="pending" data-count="0"><div class="ev-empty">'
+        "Searching the interviews and verifying quotes…</div></div>"
+    )
+
+
+def error_evidence_html(message: str) -> str:
+    return (
+        '<div class="evidence" data-state="error" data-count="0">'
+        f'<div class="ev-error">{esc(message)}</div></div>'
+    )
+
+
+def _iv_list(pipe: Pipeline, ids: Sequence[str]) -> str:
+    out = []
+    for i in ids:
+        iv = pipe.index.interviews.get(i)
+        out.append(f"{esc(i)} ({esc(iv.label)})" if iv and iv.label else esc(i))
+    return ", ".join(out)
+
+
+def coverage_html(pipe: Pipeline, answer: Answer, filters: Filters | None = None) -> str:
+    """Which interviews support the answer, and which were searched (under which filters)."""
+    searched = answer.interviews_searched
+    cited = answer.interviews_cited
+    seconds = answer.settings.get("seconds")
+    timing = f" · {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+    scope = []
+    if filters is not None:
+        if filters.codes:
+            joiner = " and " if filters.codes_mode == "all" else " or "
+            scope.append("codes " + joiner.join(esc(c) for c in filters.codes))
+        scope.append("participant speech only" if filters.roles else "all speakers")
+    scope_txt = f" ({'; '.join(scope)})" if scope else ""
+    if not searched:
+        support = '<span class="cov-none">No passage matches these filters</span>'
+    elif answer.abstained or not cited:
+        support = (
+            '<span class="cov-none">No interview supports an answer</span> — '
+            "closest passages shown, marked"
+        )
+    else:
+        support = (
+            f'<span class="cov-support">Supported by {len(cited)} of {len(searched)} '
+            f"interviews searched:</span> {_iv_list(pipe, cited)}"
+        )
+    return (
+        f'<div class="coverage" data-cited="{esc(",".join(cited))}" '
+        f'data-searched="{esc(",".join(searched))}">'
+        f'{support}. <span class="cov-searched">Searched: {_iv_list(pipe, searched) or "none"}'
+        f"{scope_txt}</span> · engine {esc(answer.engine)}{timing}</div>"
+    )
+
+
+# ---- corpus tab ----------------------------------------------------------------------------------
+
+CORPUS_HEADERS = [
+    "Interview",
+    "Label",
+    "Language",
+    "Turns",
+    "Participant turns",
+    "Words",
+    "Participant words",
+    "Coded",
+    "Distinct codes",
+]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def corpus_rows(pipe: Pipeline) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for iv in sorted_interviews(pipe):
+        part = [t for t in iv.turns if t.role == "participant"]
+        rows.append(
+            [
+                iv.id,
+                iv.label,
+                iv.language,
+                len(iv.turns),
+                len(part),
+                sum(_words(t.text) for t in iv.turns),
+                sum(_words(t.text) for t in part),
+                "yes" if iv.codes else "no",
+                len(iv.codes),
+            ]
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The paragraphs of one turn that carry a code."""
+
+    interview_id: str
+    label: str
+    turn_index: int
+    speaker: str
+    role: str
+    text: str
+    codes: tuple[str, ...]
+
+
+def coded_passages(pipe: Pipeline, code: str) -> list[Passage]:
+    out: list[Passage] = []
+    for iv in sorted_interviews(pipe):
+        for t in iv.turns:
+            paras = [p for p in t.paragraphs if code in p.codes]
+            if not paras:
+                continue
+            codes = tuple(dict.fromkeys(c for p in paras for c in p.codes))
+            text = "\n\n".join(p.text for p in paras)
+            out.append(Passage(iv.id, iv.label, t.index, t.speaker, t.role, text, codes))
+    return out
+
+
+def code_matrix(pipe: Pipeline) -> tuple[list[str], list[Interview], dict[tuple[str, str], int]]:
+    """Codes × interviews → number of coded passages (turns carrying the code)."""
+    ivs = sorted_interviews(pipe)
+    counts: dict[tuple[str, str], int] = {}
+    for iv in ivs:
+        for t in iv.turns:
+            for code in t.codes:
+                counts[(code, iv.id)] = counts.get((code, iv.id), 0) + 1
+    codes = sorted({code for code, _ in counts}, key=str.lower)
+    return codes, ivs, counts
+
+
+def code_heatmap_html(pipe: Pipeline) -> str:
+    codes, ivs, counts = code_matrix(pipe)
+    if not codes:
+        return '<div class="heatmap-empty">No interview carries qualitative codes.</div>'
+    top = max(counts.values())
+    head = "".join(
+        f'<th data-interview="{esc(iv.id)}" title="{esc(interview_name(iv))}">'
+        f"{esc(iv.id)}<br><small>{esc(iv.label)}"
+        f"{'' if iv.codes else ' · uncoded'}</small></th>"
+        for iv in ivs
+    )
+    body = []
+    for code in codes:
+        cells = []
+        total = 0
+        for iv in ivs:
+            n = counts.get((code, iv.id), 0)
+            total += n
+            alpha = 0.12 + 0.78 * n / top if n else 0.0
+            style = f' style="background: rgba(37, 99, 235, {alpha:.2f});' + (
+                ' color: #fff;"' if alpha > 0.5 else '"'
+            )
+            cells.append(
+                f'<td class="heat" data-code="{esc(code)}" data-interview="{esc(iv.id)}" '
+                f'data-count="{n}"{style if n else ""}>{n or ""}</td>'
+            )
+        body.append(
+            f'<tr><th class="heat-code" scope="row">{esc(code)}</th>{"".join(cells)}'
+            f'<td class="heat-total">{total}</td></tr>'
+        )
+    return (
+        '<div class="heatmap-wrap"><table class="heatmap">'
+        f'<thead><tr><th class="heat-corner">Code \\ interview</th>{head}'
+        "<th>Total</th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+        '<div class="heat-note">Cells count coded passages (turns carrying the code).</div></div>'
+    )
+
+
+def code_passage_choices(pipe: Pipeline) -> list[tuple[str, str]]:
+    codes, _, counts = code_matrix(pipe)
+    totals = {c: sum(n for (code, _), n in counts.items() if code == c) for c in codes}
+    return [(f"{c} ({totals[c]})", c) for c in codes]
+
+
+def most_used_code(pipe: Pipeline) -> str | None:
+    _, _, counts = code_matrix(pipe)
+    totals: dict[str, int] = {}
+    for (code, _iv), n in counts.items():
+        totals[code] = totals.get(code, 0) + n
+    return max(sorted(totals), key=lambda c: totals[c]) if totals else None
+
+
+def code_passages_html(pipe: Pipeline, code: str | None) -> str:
+    """A code-scoped view: every passage carrying ``code`` with interview, turn and speaker."""
+    if not code:
+        return '<div class="passages" data-code="" data-count="0">Pick a code.</div>'
+    passages = coded_passages(pipe, code)
+    if not passages:
+        return (
+            f'<div class="passages" data-code="{esc(code)}" data-count="0">'
+            f"No passage carries the code {esc(code)}.</div>"
+        )
+    n_iv = len({p.interview_id for p in passages})
+    items = []
+    for p in passages:
+        text = (
+            p.text
+            if len(p.text) <= PASSAGE_PREVIEW_CHARS
+            else (p.text[:PASSAGE_PREVIEW_CHARS].rstrip() + " …")
+        )
+        paragraphs = "".join(f"<p>{esc(x)}</p>" for x in text.split("\n\n"))
+        others = [c for c in p.codes if c != code]
+        tags = "".join(f'<span class="ev-tag">{esc(c)}</span>' for c in others)
+        items.append(
+            f'<article class="passage" data-interview="{esc(p.interview_id)}" '
+            f'data-turn="{p.turn_index}" data-role="{esc(p.role)}" '
+            f'data-codes="{esc("|".join(p.codes))}">'
+            f'<header class="ev-head"><span class="ev-iv">Interview {esc(p.interview_id)}</span>'
+            + (f'<span class="ev-label">{esc(p.label)}</span>' if p.label else "")
+            + f'</header><div class="ev-meta">{esc(p.speaker)} · turn {p.turn_index}'
+            f"{' · interviewer' if p.role == 'interviewer' else ''}</div>"
+            + (f'<div class="ev-tags">also: {tags}</div>' if tags else "")
+            + f'<div class="passage-text">{paragraphs}</div></article>'
+        )
+    return (
+        f'<div class="passages" data-code="{esc(code)}" data-count="{len(passages)}">'
+        f'<div class="ev-summary"><strong>{esc(code)}</strong> — {len(passages)} passage'
+        f"{'s' if len(passages) != 1 else ''} in {n_iv} interview{'s' if n_iv != 1 else ''}"
+        f"</div>{''.join(items)}</div>"
+    )
+
+
+def corpus_summary(pipe: Pipeline) -> str:
+    ivs = sorted_interviews(pipe)
+    coded = sum(1 for iv in ivs if iv.codes)
+    turns = sum(len(iv.turns) for iv in ivs)
+    n_codes = len(pipe.index.code_counts())
+    return (
+        f"**{len(ivs)} interviews** ({coded} coded) · {turns} turns · "
+        f"{len(pipe.index.chunks)} indexed passages · {n_codes} codes · "
+        f"index `{pipe.index.generation}`"
+    )
