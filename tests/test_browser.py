@@ -8,7 +8,6 @@ Screenshots land in ``test-output/`` (gitignored) and in the test's tmp_path.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from netutil import free_port
 
 from mlqi_rag.export import is_safe_export_name
 from mlqi_rag.settings import Settings
@@ -41,12 +41,6 @@ CHROMIUM_ARGS = [
 MISSING = "How do practitioners handle missing values?"
 STARTUP_SECONDS = 240
 ANSWER_MS = 180_000
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from netutil import free_port
 
 from mlqi_rag import render, ui
 from mlqi_rag.settings import Settings
@@ -415,12 +416,6 @@ def test_first_run_builds_with_progress_message(
 
 
 # ---- the real server -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening_addresses(port: int) -> set[str]:
