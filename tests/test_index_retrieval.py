@@ -336,3 +336,31 @@ def test_chroma_server_mode(chroma_server: str, tmp_path: Path, embedder: Embedd
     assert not (gen_dir / "chroma").exists()  # vectors live on the server
     _check_retrieval(Retriever(Index.load(s), embedder))
     assert not build_index(s, embedder, progress=False).changed
+
+
+def test_bad_transcripts_are_reported_and_never_corrupt_the_index(
+    corpus_copy: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    idx = tmp_path / "idx"
+    (corpus_copy / "empty.md").write_bytes(b"")
+    (corpus_copy / "binary.txt").write_bytes(b"\x00\x01\x02binary")
+    env = {"MLQI_CORPUS": str(corpus_copy), "MLQI_INDEX_DIR": str(idx)}
+    result = CliRunner().invoke(cli, ["index", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "empty.md: empty file" in result.stderr and "binary.txt: binary file" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["chunks"] > 300 and len(report["errors"]) == 2
+    live = current_generation(idx)
+
+    # a corpus with nothing usable leaves the existing index exactly as it was
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "latin1.txt").write_bytes("Interviewee: caf\xe9".encode("latin-1"))
+    result = CliRunner().invoke(cli, ["index"], env={**env, "MLQI_CORPUS": str(bad)})
+    assert result.exit_code == 1
+    assert (
+        result.stderr.startswith("error: nothing to index in")
+        and "not valid UTF-8" in result.stderr
+    )
+    assert current_generation(idx) == live
+    _check_retrieval(Retriever(Index.load(Settings(index_dir=idx)), embedder))
