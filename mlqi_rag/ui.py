@@ -9,7 +9,10 @@ start the server on loopback. Gradio itself is imported lazily, by ``build_ui`` 
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -705,6 +708,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         check_port_free(settings.host, settings.port)
         export_dir = resolve_export_dir(settings.export_dir)
+        if settings.export_dir is None:
+            # A directory we made holds confidential quotes: it goes when the app does.
+            atexit.register(shutil.rmtree, export_dir, ignore_errors=True)
+        # Gradio copies every file it serves into its cache; keep those copies with the exports.
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(export_dir / ".gradio-cache"))
         t0 = time.perf_counter()
         pipe = prepare_pipeline(settings)
         pipe.embedder.embed_one("warm up")  # the first question should not pay for model loading

@@ -490,3 +490,37 @@ def test_server_login(pipe: Any, tmp_path: Path) -> None:
         assert "Error" in result[1][-1]["content"][0]["text"]  # empty question → message
     finally:
         demo.close()
+
+
+@pytest.mark.slow
+def test_app_removes_its_own_export_dir_on_exit(seed_index: Settings, tmp_path: Path) -> None:
+    """Quotes are confidential: a temporary export directory the app made is gone after it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLQI_EXPORT_DIR", "GRADIO_TEMP_DIR")}
+    app = Path(ui.__file__).resolve().parents[1] / "app.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(app), "--port", str(port), "--index-dir", str(seed_index.index_dir)],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    export_dir = None
+    deadline = time.time() + 120
+    for line in proc.stdout:
+        if line.startswith("Exports go to "):
+            export_dir = Path(line.removeprefix("Exports go to ").strip())
+        if line.startswith("Open http://127.0.0.1") or time.time() > deadline:
+            break
+    assert export_dir is not None and export_dir.is_dir()
+    assert export_dir.name.startswith("mlqi-exports-")
+    proc.send_signal(signal.SIGINT)  # Ctrl+C
+    assert proc.wait(timeout=60) == 0
+    assert not export_dir.exists()
