@@ -162,7 +162,9 @@ def test_ask_see_evidence_in_context_and_export(
             context.close()
 
     # the file was generated into the app's export directory, under a safe name, and only there
-    files = list(exports.iterdir())
+    # the export itself; Gradio's copies of served files live in the hidden .gradio-cache/
+    files = [p for p in exports.iterdir() if p.name != ".gradio-cache"]
+    assert (exports / ".gradio-cache").is_dir()
     assert len(files) == 1 and is_safe_export_name(files[0].name)
     assert "— Interview 32" in files[0].read_text(encoding="utf-8")
     # nothing the page loaded came from anywhere but the app itself
