@@ -340,8 +340,8 @@ def ask(
             elif eng.name == "extractive":
                 click.echo(item, nl=False)
                 shown += item
-        if eng.name != "extractive" or shown != answer.text:
-            click.echo(answer.text if not shown else "")
+        if not shown:  # LLM engines stream masked drafts: print the verified text only
+            click.echo(answer.text)
         click.echo()
         if answer.rejected_quotes:
             click.echo(f"({answer.rejected_quotes} unverifiable quote(s) dropped)", err=True)

@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -126,10 +127,17 @@ def _write_chroma(collection: Any, chunks: Sequence[Chunk], vectors: np.ndarray)
 # ---- BM25 ------------------------------------------------------------------------------------
 
 
-def _stemmer() -> Any:
-    import Stemmer
+_THREAD = threading.local()
 
-    return Stemmer.Stemmer("english")
+
+def stemmer() -> Any:
+    """One English stemmer per thread: PyStemmer objects must not be shared across threads,
+    and the app answers questions on several."""
+    if not hasattr(_THREAD, "stemmer"):
+        import Stemmer
+
+        _THREAD.stemmer = Stemmer.Stemmer("english")
+    return _THREAD.stemmer
 
 
 def keyword_tokens(texts: Sequence[str]) -> list[list[str]]:
@@ -137,7 +145,7 @@ def keyword_tokens(texts: Sequence[str]) -> list[list[str]]:
     import bm25s
 
     return bm25s.tokenize(  # type: ignore[no-any-return]
-        list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False
+        list(texts), stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .embedding import Embedder
 from .errors import QuestionError
-from .index import Index
+from .index import Index, stemmer
 from .settings import Settings
 from .types import Chunk, Hit, Role, Turn
 
@@ -93,14 +93,7 @@ class RetrievalResult:
 
 @lru_cache(maxsize=4096)
 def _stem(word: str) -> str:
-    import Stemmer
-
-    return str(_stemmer_singleton(Stemmer).stemWord(word.lower()))
-
-
-@lru_cache(maxsize=1)
-def _stemmer_singleton(module: Any) -> Any:
-    return module.Stemmer("english")
+    return str(stemmer().stemWord(word.lower()))
 
 
 def _stems(text: str) -> set[str]:
