@@ -19,19 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from .chunking import count_tokens
-from .errors import ConfigError
+from .errors import ConfigError, SourceChangedError
 from .quotes import citation, recheck
 from .retrieval import Filters, RetrievalResult
+from .spans import quotable_spans
 from .types import Answer, Citation, Hit
 
 log = logging.getLogger(__name__)
 
 NOT_IN_INTERVIEWS = "Not in the interviews"
 LLM_CANNOT_ANSWER = "NOT IN THE INTERVIEWS"
-_CLAUSE = re.compile(r"(?<=[,;:])\s+")
-_SENTENCE = re.compile(r"(?<=[.!?…])\s+")
-MAX_QUOTE_WORDS = 45
-MIN_QUOTE_WORDS = 6
 
 
 @dataclass(frozen=True)
@@ -45,58 +42,18 @@ class Span:
     score: float = 0.0
 
 
-def _pieces(text: str, offset: int) -> list[tuple[int, int]]:
-    """Sentences, with over-long run-on sentences cut at clause boundaries."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    for m in [*_SENTENCE.finditer(text), None]:
-        end = m.start() if m else len(text)
-        sentence = text[pos:end]
-        if len(sentence.split()) <= MAX_QUOTE_WORDS:
-            spans.append((offset + pos, offset + end))
-        else:
-            acc_start = 0
-            for cm in [*_CLAUSE.finditer(sentence), None]:
-                cend = cm.start() if cm else len(sentence)
-                if len(sentence[acc_start:cend].split()) >= MAX_QUOTE_WORDS // 2 or cm is None:
-                    spans.append((offset + pos + acc_start, offset + pos + cend))
-                    acc_start = cm.end() if cm else cend
-        pos = m.end() if m else len(text)
-    return [(s, e) for s, e in spans if e > s]
-
-
 def candidate_spans(
     hits: tuple[Hit, ...], source_of: Callable[[str], str], max_hits: int = 6, max_spans: int = 64
 ) -> list[Span]:
     """Sentences of the best hits' own text (never their question context) as quote candidates.
 
-    A sentence too short to stand as a quote joins the next one. Bounded so that answering
-    stays fast: each candidate is embedded at question time.
+    Bounded so that answering stays fast: each candidate is embedded at question time.
     """
     out: list[Span] = []
     for hit in hits[:max_hits]:
         src = source_of(hit.chunk.interview_id)
-        for seg_start, seg_end in _touching(hit.chunk.segments, src):
-            start = None
-            for s, e in _pieces(src[seg_start:seg_end], seg_start):
-                start = s if start is None else start
-                if len(src[start:e].split()) >= MIN_QUOTE_WORDS:
-                    out.append(Span(hit, start, e, src[start:e]))
-                    start = None
-            if start is not None and len(src[start:seg_end].split()) >= 3:
-                out.append(Span(hit, start, seg_end, src[start:seg_end]))
+        out.extend(Span(hit, s, e, src[s:e]) for s, e in quotable_spans(src, hit.chunk.segments))
     return out[:max_spans]
-
-
-def _touching(segments: tuple[tuple[int, int], ...], src: str) -> list[tuple[int, int]]:
-    """Join segments separated only by whitespace (a sentence split over two lines)."""
-    out: list[tuple[int, int]] = []
-    for s, e in segments:
-        if out and not src[out[-1][1] : s].strip():
-            out[-1] = (out[-1][0], e)
-        else:
-            out.append((s, e))
-    return out
 
 
 def inline(quote: str) -> str:
@@ -147,8 +104,19 @@ class Evidence:
 
 def _cite_span(pipeline: Any, span: Span) -> Citation | None:
     iv = pipeline.index.interviews[span.hit.chunk.interview_id]
-    cite, _ = citation(span.text, iv, pipeline.index.source_text(iv.id), near=span.start)
+    try:
+        source = pipeline.index.source_text(iv.id)
+    except SourceChangedError:  # changed since the span was read: never shown as verified
+        return None
+    cite, _ = citation(span.text, iv, source, near=span.start)
     return cite
+
+
+def _still_exact(pipeline: Any, c: Citation) -> bool:
+    try:
+        return recheck(c, pipeline.index.source_text(c.interview_id))
+    except SourceChangedError:
+        return False
 
 
 def _dedupe(spans: list[Span]) -> list[Span]:
@@ -206,6 +174,13 @@ def render_extractive(citations: list[Citation], searched: tuple[str, ...]) -> s
     return "\n".join(lines)
 
 
+def with_warnings(text: str, warnings: tuple[str, ...]) -> str:
+    """Say in the answer itself (CLI and app alike) which sources could not be quoted."""
+    if not warnings:
+        return text
+    return text + "\n\n" + "\n".join(f"Warning: {w}" for w in warnings)
+
+
 def render_abstention(closest: list[Citation]) -> str:
     lines = [f"{NOT_IN_INTERVIEWS}: the interviews don't discuss this."]
     if closest:
@@ -244,6 +219,19 @@ class BaseEngine:
         """Yield text as it is written, then the verified ``Answer`` (always last)."""
         t0 = time.perf_counter()
         result = self.pipeline.retriever.retrieve(question, k=k, filters=filters)
+        # A transcript edited, moved or deleted since indexing can't be quoted: its offsets
+        # would cut the new text anywhere. Its passages are left out, and the answer says so.
+        problems = {
+            iv: msg
+            for iv in dict.fromkeys(h.chunk.interview_id for h in result.hits)
+            if (msg := self.pipeline.index.source_problem(iv))
+        }
+        if problems:
+            result = replace(
+                result,
+                hits=tuple(h for h in result.hits if h.chunk.interview_id not in problems),
+                warnings=tuple(problems.values()),
+            )
         spans = self.evidence.score(result.question, result)
         threshold = self.threshold(result, spans)
         chosen = select_quotes(spans, threshold, relative=self.settings.relative_floor)
@@ -257,7 +245,7 @@ class BaseEngine:
         }
         if not chosen:
             closest = [c for s in _dedupe(spans)[:3] if (c := _cite_span(self.pipeline, s))]
-            text = render_abstention(closest)
+            text = with_warnings(render_abstention(closest), result.warnings)
             yield text
             yield Answer(
                 question=result.question,
@@ -268,6 +256,7 @@ class BaseEngine:
                 settings={**meta, "seconds": time.perf_counter() - t0},
                 closest=tuple(closest),
                 interviews_searched=result.searched,
+                warnings=result.warnings,
             )
             return
         yield from self.write(result, chosen, spans, meta, t0)
@@ -318,12 +307,10 @@ class BaseEngine:
         t0: float,
         fallback: bool = False,
     ) -> Answer:
-        shown = [
-            c for c in citations if recheck(c, self.pipeline.index.source_text(c.interview_id))
-        ]
+        shown = [c for c in citations if _still_exact(self.pipeline, c)]
         return Answer(
             question=result.question,
-            text=text,
+            text=with_warnings(text, result.warnings),
             citations=tuple(shown),
             abstained=False,
             engine=self.name,
@@ -331,6 +318,7 @@ class BaseEngine:
             rejected_quotes=rejected + len(citations) - len(shown),
             interviews_searched=result.searched,
             fallback=fallback,
+            warnings=result.warnings,
         )
 
 
@@ -342,8 +330,9 @@ class ExtractiveEngine(BaseEngine):
     def write(self, result, chosen, spans, meta, t0):  # type: ignore[no-untyped-def]
         cites, rejected = self.extractive_citations(chosen)
         text = render_extractive(cites, result.searched)
-        yield from text.splitlines(keepends=True)
-        yield self.finish(result, text, cites, rejected, meta, t0)
+        answer = self.finish(result, text, cites, rejected, meta, t0)
+        yield from answer.text.splitlines(keepends=True)
+        yield answer
 
 
 # ---- LLM engines -------------------------------------------------------------------------------
@@ -441,7 +430,11 @@ class LLMEngine(BaseEngine):
             candidates = [hit] if hit else included
             for h in candidates:
                 iv = index.interviews[h.chunk.interview_id]
-                c, _ = citation(quote, iv, index.source_text(iv.id), near=h.chunk.start)
+                try:
+                    source = index.source_text(iv.id)
+                except SourceChangedError:
+                    continue
+                c, _ = citation(quote, iv, source, near=h.chunk.start)
                 if c is not None:
                     return c
             return None

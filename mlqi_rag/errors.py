@@ -19,7 +19,15 @@ class TranscriptError(MlqiError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{printable(self.path)}: {reason}")
+
+
+def printable(text: str) -> str:
+    """A file name on one line: control characters (a newline in a name) are shown escaped, so
+    one bad file is always one error line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 class IndexMissingError(MlqiError):
@@ -32,6 +40,18 @@ class IndexMissingError(MlqiError):
 
 class QuestionError(MlqiError):
     """An unusable question or question file."""
+
+
+class SourceChangedError(MlqiError):
+    """A transcript changed, moved or vanished after indexing: its offsets no longer hold."""
+
+    def __init__(self, interview_id: str, path: str | Path, reason: str) -> None:
+        self.interview_id = interview_id
+        self.path = str(path)
+        super().__init__(
+            f"interview {interview_id}: {printable(self.path)} {reason} since it was indexed; "
+            "its quotes are not shown as verified — run `mlqi-rag index` to re-index"
+        )
 
 
 class ConfigError(MlqiError):

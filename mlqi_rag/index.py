@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -38,9 +39,9 @@ import numpy as np
 from . import __version__
 from .chunking import ChunkParams, chunk_interviews, content_hash
 from .embedding import Embedder
-from .errors import IndexMissingError, MlqiError
+from .errors import IndexMissingError, MlqiError, SourceChangedError, printable
 from .settings import Settings, offline_environment
-from .transcripts import parse_paths
+from .transcripts import parse_corpus, read_source
 from .types import Chunk, Interview, Paragraph, Turn
 
 log = logging.getLogger(__name__)
@@ -185,13 +186,21 @@ def _interview_from_dict(d: dict[str, Any]) -> Interview:
         language=d["language"],
         format=d["format"],
         sha256=d["sha256"],
+        coders=tuple(d.get("coders", ())),
+        copies=tuple(d.get("copies", ())),
         turns=tuple(
             Turn(
                 index=t["index"],
                 speaker=t["speaker"],
                 role=t["role"],
                 paragraphs=tuple(
-                    Paragraph(p["text"], p["start"], p["end"], tuple(p["codes"]))
+                    Paragraph(
+                        p["text"],
+                        p["start"],
+                        p["end"],
+                        tuple(p["codes"]),
+                        tuple((k, tuple(v)) for k, v in p.get("coded", {}).items()),
+                    )
                     for p in t["paragraphs"]
                 ),
             )
@@ -231,7 +240,7 @@ def _manifest(settings: Settings, interviews: Sequence[Interview], n_chunks: int
             "min_tokens": settings.chunk_min_tokens,
             "question_max_tokens": settings.question_max_tokens,
         },
-        "corpus": str(settings.corpus),
+        "corpus": str(Path(settings.corpus).absolute()),
         "files": {iv.source: iv.sha256 for iv in interviews},
         "corpus_hash": corpus_hash(iv.sha256 for iv in interviews),
         "chunks": n_chunks,
@@ -241,8 +250,6 @@ def _manifest(settings: Settings, interviews: Sequence[Interview], n_chunks: int
 
 
 def corpus_hash(hashes: Iterator[str] | Sequence[str]) -> str:
-    import hashlib
-
     return hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()[:12]
 
 
@@ -254,10 +261,24 @@ def current_generation(index_dir: Path) -> str | None:
     return name if name and (index_dir / name).is_dir() else None
 
 
+def check_index_dir(index_dir: Path) -> None:
+    """One line, not a traceback, when the index location cannot hold an index."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise MlqiError(f"index location {printable(str(index_dir))} is a file, not a directory")
+
+
 @contextlib.contextmanager
 def _build_lock(index_dir: Path) -> Iterator[None]:
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as fh:
+    check_index_dir(index_dir)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(index_dir / ".lock", "w")
+    except OSError as exc:
+        raise MlqiError(
+            f"cannot write the index at {printable(str(index_dir))} "
+            f"({exc.strerror or exc}); choose a writable --index-dir"
+        ) from exc
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -304,7 +325,7 @@ def build_index(
     """Bring the index in ``settings.index_dir`` up to date with ``settings.corpus``."""
     t0 = time.perf_counter()
     index_dir = Path(settings.index_dir)
-    interviews, errors = parse_paths([settings.corpus])
+    interviews, sources, errors = parse_corpus([settings.corpus])
     if not interviews:
         detail = "; ".join(str(e) for e in errors) or "no transcripts"
         raise MlqiError(f"nothing to index in {settings.corpus}: {detail}")
@@ -337,7 +358,6 @@ def build_index(
             )
         reason = "" if same_settings or not old else "settings or model changed: full rebuild"
 
-        sources = {iv.id: Path(iv.source).read_text(encoding="utf-8") for iv in interviews}
         params = ChunkParams(
             settings.chunk_max_tokens, settings.chunk_min_tokens, settings.question_max_tokens
         )
@@ -361,7 +381,12 @@ def build_index(
 
         generation = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         gen_dir = index_dir / generation
-        gen_dir.mkdir(parents=True)
+        try:
+            gen_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise MlqiError(
+                f"cannot write the index at {printable(str(index_dir))} ({exc.strerror or exc})"
+            ) from exc
         client = chroma_client(settings, gen_dir / "chroma")
         collection = client.create_collection(
             _collection_name(generation), metadata={"hnsw:space": "cosine"}, embedding_function=None
@@ -447,11 +472,12 @@ class Index:
     bm25: Any
     vectors: np.ndarray
     by_id: dict[str, int] = field(default_factory=dict)
-    _sources: dict[str, str] = field(default_factory=dict)
+    _sources: dict[str, tuple[tuple[int, int], str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, settings: Settings) -> Index:
         index_dir = Path(settings.index_dir)
+        check_index_dir(index_dir)
         generation = current_generation(index_dir)
         if generation is None:
             raise IndexMissingError(index_dir)
@@ -498,11 +524,40 @@ class Index:
         )
 
     def source_text(self, interview_id: str) -> str:
-        """The transcript as it is on disk now: quotes are verified against this, not a copy."""
-        if interview_id not in self._sources:
-            iv = self.interviews[interview_id]
-            self._sources[interview_id] = Path(iv.source).read_text(encoding="utf-8")
-        return self._sources[interview_id]
+        """The transcript as it is on disk now: quotes are verified against this, not a copy.
+
+        The file must still be the one that was indexed (same bytes): an edited transcript would
+        give old offsets new words. A long-running app sees an edit because the file's size or
+        modification time changes, which makes it hash the file again.
+
+        Raises ``SourceChangedError`` when the file changed, moved or vanished.
+        """
+        iv = self.interviews[interview_id]
+        path = Path(iv.source)
+        try:
+            st = path.stat()
+        except OSError:
+            raise SourceChangedError(interview_id, path, "was moved or deleted") from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = self._sources.get(interview_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            text = read_source(path)
+        except MlqiError:
+            raise SourceChangedError(interview_id, path, "became unreadable") from None
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != iv.sha256:
+            raise SourceChangedError(interview_id, path, "was edited")
+        self._sources[interview_id] = (stamp, text)
+        return text
+
+    def source_problem(self, interview_id: str) -> str | None:
+        """Why an interview's quotes cannot be verified now (None when they can)."""
+        try:
+            self.source_text(interview_id)
+        except SourceChangedError as exc:
+            return str(exc)
+        return None
 
     @property
     def vector_store(self) -> Any:

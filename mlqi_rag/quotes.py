@@ -17,6 +17,7 @@ from .types import Citation, Interview, Paragraph, Turn
 
 FILLERS = frozenset({"uh", "um", "uhm", "umm", "er", "erm", "ah", "eh", "hmm", "mm", "mhm"})
 MIN_NORMALISED_WORDS = 3  # a fuzzy match on fewer words says nothing about who said it
+MAX_QUOTE_WORDS = 45  # a quote is a quote, not a page: longer spans are cut at a word boundary
 _WORD = re.compile(r"[\w'’]+")
 
 Status = Literal["exact", "normalised", "rejected"]
@@ -144,13 +145,31 @@ def _said_by_interviewer(candidate: str, interview: Interview) -> bool:
     return False
 
 
+def cap_span(source: str, start: int, end: int, max_words: int = MAX_QUOTE_WORDS) -> int:
+    """The end of ``source[start:end]`` cut after ``max_words`` words (exact text, shorter)."""
+    words = 0
+    for m in re.finditer(r"\S+", source[start:end]):
+        words += 1
+        if words == max_words:
+            return start + m.end()
+    return end
+
+
 def citation(
     quote: str, interview: Interview, source: str, near: int | None = None
 ) -> tuple[Citation | None, Verification]:
-    """A ``Citation`` for a verified quote (``None`` when rejected), and why."""
+    """A ``Citation`` for a verified quote (``None`` when rejected), and why.
+
+    Every engine's quotes pass through here, so the length cap holds for all of them: an
+    over-long quote keeps its first ``MAX_QUOTE_WORDS`` words, still the exact source text.
+    """
     v = verify_quote(quote, interview, source, near)
     if not v.ok or v.turn is None:
         return None, v
+    end = cap_span(source, v.start, v.end)
+    if end != v.end:
+        v = Verification(v.status, source[v.start : end], v.start, end, v.turn, v.codes)
+    assert v.turn is not None
     cite = Citation(
         interview_id=interview.id,
         label=interview.label,
@@ -169,4 +188,8 @@ def citation(
 
 def recheck(c: Citation, source: str) -> bool:
     """The final gate before anything is shown: the span still says exactly this."""
-    return c.role == "participant" and source[c.start : c.end] == c.quote
+    return (
+        c.role == "participant"
+        and source[c.start : c.end] == c.quote
+        and len(c.quote.split()) <= MAX_QUOTE_WORDS
+    )

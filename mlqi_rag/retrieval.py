@@ -89,6 +89,7 @@ class RetrievalResult:
     best_similarity: float = 0.0
     best_keyword: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # sources that changed since indexing (left out)
 
 
 @lru_cache(maxsize=4096)
@@ -119,8 +120,19 @@ _NAMED_INTERVIEW = re.compile(r"\binterviews?\s+(?:#|no\.?\s*)?(\d+)\b", re.I)
 
 
 def interviews_named(question: str, known: Sequence[str]) -> tuple[str, ...]:
-    """Interview ids a question names ("in interview 17, ..."), if they exist in the index."""
-    return tuple(dict.fromkeys(m for m in _NAMED_INTERVIEW.findall(question) if m in known))
+    """Interview ids a question names ("in interview 17, ..."), if they exist in the index.
+
+    A question that names only interviews the index does not hold is refused: answering it from
+    the other interviews would pass their words off as the named one's.
+    """
+    named = tuple(dict.fromkeys(_NAMED_INTERVIEW.findall(question)))
+    found = tuple(m for m in named if m in known)
+    if named and not found:
+        raise QuestionError(
+            f"the question names interview {', '.join(named)}, which is not in the index "
+            f"(it holds {', '.join(sorted(known, key=_id_order))})"
+        )
+    return found
 
 
 def validate_question(question: str) -> str:
@@ -132,6 +144,49 @@ def validate_question(question: str) -> str:
     if not re.search(r"\w", q):
         raise QuestionError(f"question {q[:40]!r} has no words to search for")
     return q
+
+
+def _close(name: str, known: Sequence[str]) -> str:
+    from rapidfuzz import process
+
+    found = [m[0] for m in process.extract(name, list(known), limit=3, score_cutoff=60)]
+    return f"; did you mean {', '.join(found)}?" if found else ""
+
+
+def check_filters(index: Index, filters: Filters) -> None:
+    """Refuse a filter that names nothing in the index, instead of answering from nothing.
+
+    "Not in the interviews" must mean the interviews were searched and are silent, never that an
+    interview id or code was mistyped.
+    """
+    known_ivs = tuple(index.interviews)
+    if unknown := [i for i in filters.interviews if i not in index.interviews]:
+        raise QuestionError(
+            f"unknown interview {', '.join(unknown)}: the index holds "
+            f"{', '.join(sorted(known_ivs, key=_id_order))}"
+        )
+    if filters.codes:
+        counts = index.code_counts()
+        if not counts:
+            raise QuestionError(
+                f"--code {filters.codes[0]}: no interview in this corpus carries codes "
+                "(the plain transcripts are uncoded)"
+            )
+        if unknown := [c for c in filters.codes if c not in counts]:
+            raise QuestionError(
+                f"unknown code {unknown[0]!r}{_close(unknown[0], tuple(counts))} "
+                f"({len(counts)} codes in this corpus)"
+            )
+    if filters.labels:
+        labels = {iv.label for iv in index.interviews.values()}
+        if unknown := [lb for lb in filters.labels if lb not in labels]:
+            raise QuestionError(
+                f"unknown label/coder {unknown[0]!r}; known: {', '.join(sorted(labels - {''}))}"
+            )
+
+
+def _id_order(iv: str) -> tuple[int, int | str]:
+    return (0, int(iv)) if iv.isdigit() else (1, iv)
 
 
 def _ranks(positions: Sequence[int]) -> dict[int, int]:
@@ -156,8 +211,11 @@ class Retriever:
     ) -> RetrievalResult:
         s = self.settings
         q = validate_question(question)
+        if k is not None and k < 1:
+            raise QuestionError(f"number of passages must be at least 1 (got {k})")
         k = k or s.top_k
         filters = filters or Filters()
+        check_filters(self.index, filters)
         if not filters.interviews and (named := interviews_named(q, tuple(self.index.interviews))):
             # "In interview 17, ..." scopes the search the way a researcher means it.
             filters = replace(filters, interviews=named)

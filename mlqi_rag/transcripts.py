@@ -79,8 +79,18 @@ def detect_language(text: str) -> str:
     return "fr" if fr > en else "en"
 
 
+def file_sha256(path: Path) -> str:
+    """Hash of the file's bytes; equals ``Interview.sha256`` while the file is unchanged."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def read_source(path: Path) -> str:
-    """Read a transcript as UTF-8, refusing (not guessing) anything else."""
+    """Read a transcript as UTF-8, refusing (not guessing) anything else.
+
+    This is the one way transcript text is read, everywhere: bytes decoded as they are, so CRLF
+    and lone-CR line breaks stay in the text and every offset means the same thing to the
+    parser, the chunker, the index and the quote checker.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -250,6 +260,7 @@ def parse_text(text: str, path: Path) -> Interview:
         source=str(path),
         language=detect_language(text),
         format=fmt,
+        # UTF-8 decoding is exact, so this is also the hash of the file's bytes.
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         turns=turns,
     )
@@ -260,39 +271,81 @@ def parse_file(path: str | Path) -> Interview:
     return parse_text(read_source(p), p)
 
 
+def _candidate(f: Path) -> bool:
+    return (
+        f.suffix.lower() in TRANSCRIPT_SUFFIXES
+        and not f.name.startswith(".")
+        and not f.stem.upper().startswith("README")
+    )
+
+
+def _check_entry(f: Path) -> TranscriptError | None:
+    """Why a directory entry that looks like a transcript cannot be read, if it cannot.
+
+    A transcript silently skipped is a finding silently lost, so a symlink loop, a dangling link
+    or a directory named like a transcript is reported, not passed over.
+    """
+    try:
+        f.stat()
+    except OSError as exc:
+        if f.is_symlink():
+            return TranscriptError(f, "broken or looping symbolic link")
+        return TranscriptError(f, f"cannot read file ({exc.strerror or exc})")
+    if f.is_dir():
+        return TranscriptError(f, "is a directory, not a transcript file")
+    if not f.is_file():
+        return TranscriptError(f, "not a regular file")
+    return None
+
+
 def transcript_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[TranscriptError]]:
-    """Expand directories into their transcript files (sorted); report paths that don't exist."""
+    """Expand directories into their transcript files (sorted, absolute); report what can't be
+    read. Paths are absolute so an index built from a relative ``--corpus`` still finds its
+    files from any working directory."""
     files: list[Path] = []
     errors: list[TranscriptError] = []
     for raw in paths:
-        p = Path(raw)
+        p = Path(raw).absolute()
         if p.is_dir():
-            found = sorted(
-                f
-                for f in p.iterdir()
-                if f.is_file()
-                and f.suffix.lower() in TRANSCRIPT_SUFFIXES
-                and not f.name.startswith(".")
-                and not f.stem.upper().startswith("README")
-            )
-            if not found:
-                errors.append(TranscriptError(p, "directory contains no .txt/.md transcripts"))
+            found: list[Path] = []
+            problems: list[TranscriptError] = []
+            for f in sorted(p.iterdir()):
+                if not _candidate(f):
+                    continue
+                if (problem := _check_entry(f)) is not None:
+                    problems.append(problem)
+                else:
+                    found.append(f)
+            if not found and not problems:
+                problems.append(TranscriptError(p, "directory contains no .txt/.md transcripts"))
             files.extend(found)
+            errors.extend(problems)
         elif p.is_file():
             files.append(p)
+        elif p.is_symlink():
+            errors.append(TranscriptError(p, "broken or looping symbolic link"))
         else:
             errors.append(TranscriptError(p, "no such file or directory"))
     return files, errors
 
 
-def parse_paths(paths: Iterable[str | Path]) -> tuple[list[Interview], list[TranscriptError]]:
-    """Parse every transcript; bad files are reported, never fatal to the good ones."""
+def parse_corpus(
+    paths: Iterable[str | Path],
+) -> tuple[list[Interview], dict[str, str], list[TranscriptError]]:
+    """Parse every transcript, with the exact text each was parsed from (by interview id).
+
+    The text is read once: hashing, parsing, chunking and indexing all see the same bytes, so a
+    file edited during a build cannot mix two versions. Bad files are reported, never fatal to
+    the good ones.
+    """
     files, errors = transcript_files(paths)
     interviews: list[Interview] = []
+    sources: dict[str, str] = {}
     seen: dict[str, str] = {}
     for f in files:
         try:
-            interview = parse_file(f)
+            text = read_source(f)
+            interview = parse_text(text, f)
         except TranscriptError as exc:
             errors.append(exc)
             continue
@@ -305,4 +358,11 @@ def parse_paths(paths: Iterable[str | Path]) -> tuple[list[Interview], list[Tran
             continue
         seen[interview.id] = str(f)
         interviews.append(interview)
+        sources[interview.id] = text
+    return interviews, sources, errors
+
+
+def parse_paths(paths: Iterable[str | Path]) -> tuple[list[Interview], list[TranscriptError]]:
+    """Parse every transcript; bad files are reported, never fatal to the good ones."""
+    interviews, _, errors = parse_corpus(paths)
     return interviews, errors

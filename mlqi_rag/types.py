@@ -15,12 +15,21 @@ Role = Literal["participant", "interviewer"]
 
 @dataclass(frozen=True)
 class Paragraph:
-    """One paragraph of speech; ``source_text[start:end] == text`` always holds."""
+    """One paragraph of speech; ``source_text[start:end] == text`` always holds.
+
+    ``codes`` are the codes a reader sees (moderation where it exists, else every coder's);
+    ``coded`` keeps each coder's own codes, ``(coder, codes)`` per coder who coded this text, so
+    agreement can be measured and a filter can pick one coder.
+    """
 
     text: str
     start: int
     end: int
     codes: tuple[str, ...] = ()
+    coded: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def codes_by(self, coder: str) -> tuple[str, ...]:
+        return next((codes for name, codes in self.coded if name == coder), ())
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,13 @@ class Turn:
             "start": self.start,
             "end": self.end,
             "paragraphs": [
-                {"text": p.text, "start": p.start, "end": p.end, "codes": list(p.codes)}
+                {
+                    "text": p.text,
+                    "start": p.start,
+                    "end": p.end,
+                    "codes": list(p.codes),
+                    "coded": {coder: list(codes) for coder, codes in p.coded},
+                }
                 for p in self.paragraphs
             ],
         }
@@ -72,6 +87,8 @@ class Interview:
     format: str
     sha256: str
     turns: tuple[Turn, ...]
+    coders: tuple[str, ...] = ()  # who coded the copies merged into this interview
+    copies: tuple[str, ...] = ()  # the other files (coded copies) merged into this interview
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -85,6 +102,8 @@ class Interview:
             "language": self.language,
             "format": self.format,
             "sha256": self.sha256,
+            "coders": list(self.coders),
+            "copies": list(self.copies),
             "codes": list(self.codes),
             "turns": [t.to_dict() for t in self.turns],
         }
@@ -196,6 +215,7 @@ class Answer:
     rejected_quotes: int = 0
     interviews_searched: tuple[str, ...] = ()
     fallback: bool = False
+    warnings: tuple[str, ...] = ()  # e.g. a transcript edited since indexing: not quoted
 
     @property
     def interviews_cited(self) -> tuple[str, ...]:
@@ -212,5 +232,6 @@ class Answer:
             "rejected_quotes": self.rejected_quotes,
             "interviews_searched": list(self.interviews_searched),
             "fallback": self.fallback,
+            "warnings": list(self.warnings),
             "settings": self.settings,
         }

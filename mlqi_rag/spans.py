@@ -1,0 +1,86 @@
+"""Quotable spans: the sentences a quote can be, as exact offsets into the source text.
+
+A researcher quotes a sentence or two, not a turn. Sentences are found once, here, for the index
+(which embeds each of them) and for every engine: a run-on sentence is cut at clause boundaries,
+and text with no punctuation at all at word boundaries, so no candidate quote is ever longer than
+``MAX_QUOTE_WORDS``. A fragment too short to stand alone joins the sentence after it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .quotes import MAX_QUOTE_WORDS
+
+MIN_QUOTE_WORDS = 6
+_CLAUSE = re.compile(r"(?<=[,;:])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+")
+_WORD = re.compile(r"\S+")
+
+
+def _word_cut(text: str, offset: int, max_words: int) -> list[tuple[int, int]]:
+    words = list(_WORD.finditer(text))
+    return [
+        (offset + words[i].start(), offset + words[min(i + max_words, len(words)) - 1].end())
+        for i in range(0, len(words), max_words)
+    ]
+
+
+def _clause_cut(sentence: str, offset: int) -> list[tuple[int, int]]:
+    """A run-on sentence in clauses of about half the cap; any piece still too long by words."""
+    spans: list[tuple[int, int]] = []
+    acc_start = 0
+    for cm in [*_CLAUSE.finditer(sentence), None]:
+        cend = cm.start() if cm else len(sentence)
+        if len(sentence[acc_start:cend].split()) >= MAX_QUOTE_WORDS // 2 or cm is None:
+            piece = sentence[acc_start:cend]
+            if len(piece.split()) <= MAX_QUOTE_WORDS:
+                spans.append((offset + acc_start, offset + cend))
+            else:
+                spans.extend(_word_cut(piece, offset + acc_start, MAX_QUOTE_WORDS))
+            acc_start = cm.end() if cm else cend
+    return spans
+
+
+def pieces(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Sentences of ``text`` (offsets shifted by ``offset``), none over ``MAX_QUOTE_WORDS``."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for m in [*_SENTENCE.finditer(text), None]:
+        end = m.start() if m else len(text)
+        sentence = text[pos:end]
+        if len(sentence.split()) <= MAX_QUOTE_WORDS:
+            spans.append((offset + pos, offset + end))
+        else:
+            spans.extend(_clause_cut(sentence, offset + pos))
+        pos = m.end() if m else len(text)
+    return [(s, e) for s, e in spans if e > s]
+
+
+def touching(segments: Iterable[tuple[int, int]], src: str) -> list[tuple[int, int]]:
+    """Join segments separated only by whitespace (a sentence split over two lines)."""
+    out: list[tuple[int, int]] = []
+    for s, e in segments:
+        if out and not src[out[-1][1] : s].strip():
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def quotable_spans(src: str, segments: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Candidate quotes inside ``segments`` of ``src``: sentences, short ones joined forward."""
+    out: list[tuple[int, int]] = []
+    for seg_start, seg_end in touching(segments, src):
+        start: int | None = None
+        for s, e in pieces(src[seg_start:seg_end], seg_start):
+            if start is not None and len(src[start:e].split()) > MAX_QUOTE_WORDS:
+                start = None  # the fragment cannot join without breaking the cap: it goes
+            start = s if start is None else start
+            if len(src[start:e].split()) >= MIN_QUOTE_WORDS:
+                out.append((start, e))
+                start = None
+        if start is not None and len(src[start:seg_end].split()) >= 3:
+            out.append((start, seg_end))
+    return [(s, e) for s, e in out if e > s and src[s:e].strip()]
