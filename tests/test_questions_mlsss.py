@@ -1,0 +1,125 @@
+"""Validate the fixed evaluation question set over the 36 MLSSS study transcripts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mlqi_rag.evaluation import load_questions
+from mlqi_rag.transcripts import parse_file
+
+REPO = Path(__file__).resolve().parents[1]
+QUESTIONS = REPO / "eval" / "questions_mlsss.jsonl"
+KINDS = {
+    "factoid",
+    "thematic",
+    "per-interview",
+    "code-based",
+    "cross-interview",
+    "unanswerable",
+    "coverage",
+}
+ABSENT = re.compile(r"^absent term:\s*(?P<term>.+?)\s*$", re.I)
+
+
+def _raw() -> list[dict]:
+    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _transcript(mlsss_dir: Path, interview: str) -> Path:
+    matches = [
+        p
+        for p in mlsss_dir.glob("*.txt")
+        if re.fullmatch(rf"Interview {re.escape(interview)}(?:\s*-.*)?", p.stem)
+    ]
+    assert len(matches) == 1, f"interview {interview}: expected one file, found {matches}"
+    return matches[0]
+
+
+@pytest.fixture(scope="module")
+def raw() -> list[dict]:
+    return _raw()
+
+
+def test_schema_loads_and_sizes(raw: list[dict]) -> None:
+    questions = load_questions(QUESTIONS)
+    assert len(questions) == len(raw) >= 70
+    ids = [q.id for q in questions]
+    assert len(set(ids)) == len(ids)
+    assert all(q.kind in KINDS for q in questions)
+    assert all(q.split in {"dev", "heldout"} for q in questions)
+    assert {q.split for q in questions} == {"dev", "heldout"}
+    assert all(q.gold_codes == [] for q in questions)
+    assert all(q.answer_points for q in questions)
+
+
+def test_kind_counts(raw: list[dict]) -> None:
+    kinds = Counter(d["kind"] for d in raw)
+    coverage = [d for d in raw if d["kind"] == "coverage"]
+    assert len(coverage) >= 14
+    assert all(d["gold_interviews"] and d["gold_quotes"] for d in coverage)
+    assert kinds["unanswerable"] >= 10
+    assert sum("2" in d["gold_interviews"] for d in raw) >= 4
+    held = Counter(d["kind"] for d in raw if d["split"] == "heldout")
+    assert held["coverage"] >= 4
+    assert held["unanswerable"] >= 3
+
+
+def test_gold_lists_consistent(raw: list[dict]) -> None:
+    for d in raw:
+        gold = d["gold_interviews"]
+        touching = d.get("gold_touching", [])
+        assert isinstance(touching, list)
+        assert len(set(gold)) == len(gold), d["id"]
+        assert not set(gold) & set(touching), d["id"]
+        assert {g["interview"] for g in d["gold_quotes"]} <= set(gold), d["id"]
+        if d["kind"] == "unanswerable":
+            assert not gold and not d["gold_quotes"] and not touching, d["id"]
+        else:
+            assert gold and d["gold_quotes"], d["id"]
+
+
+def test_gold_quotes_are_verbatim_participant_speech(raw: list[dict], mlsss_dir: Path) -> None:
+    cache: dict[str, tuple[str, list[str], list[tuple[int, int]]]] = {}
+    for d in raw:
+        for g in d["gold_quotes"]:
+            iv, quote = g["interview"], g["quote"]
+            assert "\n" not in quote and "\r" not in quote, d["id"]
+            assert 8 <= len(quote.split()) <= 45, (d["id"], quote)
+            if iv not in cache:
+                path = _transcript(mlsss_dir, iv)
+                text = path.open(encoding="utf-8", newline="").read()
+                interview = parse_file(path)
+                assert interview.id == iv
+                paras = [
+                    p for t in interview.turns if t.role == "participant" for p in t.paragraphs
+                ]
+                cache[iv] = (text, [p.text for p in paras], [(p.start, p.end) for p in paras])
+            text, para_texts, spans = cache[iv]
+            assert quote in text, (d["id"], iv, quote)
+            in_turn = any(quote in t for t in para_texts) or any(
+                quote in text[s:e] for s, e in spans
+            )
+            assert in_turn, (d["id"], iv, "quote is not inside a participant turn", quote)
+
+
+def test_unanswerable_terms_absent(raw: list[dict], mlsss_dir: Path) -> None:
+    corpus = [
+        p.open(encoding="utf-8", newline="").read().lower() for p in sorted(mlsss_dir.glob("*.txt"))
+    ]
+    assert len(corpus) == 36
+    multi = 0
+    for d in raw:
+        if d["kind"] != "unanswerable":
+            continue
+        terms = [m["term"] for a in d["answer_points"] if (m := ABSENT.match(a))]
+        assert terms, f"{d['id']}: no 'absent term: ...' answer point"
+        for term in terms:
+            assert not any(term.lower() in t for t in corpus), (d["id"], term)
+            multi += " " in term.strip()
+    assert multi >= 3
