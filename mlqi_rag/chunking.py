@@ -17,6 +17,7 @@ from functools import lru_cache
 from .types import Chunk, Interview, Paragraph, Turn
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,54 @@ def _sentence_spans(p: Paragraph) -> list[tuple[int, int]]:
     return [s for s in spans if s[1] > s[0]]
 
 
+def _word_windows(
+    source: str, start: int, end: int, max_tokens: int
+) -> list[tuple[tuple[int, int], int]]:
+    """Cut an unpunctuated run at word boundaries into pieces of at most ``max_tokens``.
+
+    Transcription tools sometimes emit a whole answer with no full stop; without this cut a
+    200 KB turn would become one chunk far past the model's input (and the cap the index
+    promises).
+    """
+    pieces: list[tuple[tuple[int, int], int]] = []
+    piece_start, size, last_end = -1, 0, start
+    for m in _WORD.finditer(source, start, end):
+        n = count_tokens(" " + m.group())
+        if piece_start >= 0 and size + n > max_tokens:
+            pieces.append(((piece_start, last_end), size))
+            piece_start, size = -1, 0
+        if piece_start < 0:
+            piece_start = m.start()
+        size += n
+        last_end = m.end()
+    if piece_start >= 0:
+        pieces.append(((piece_start, last_end), size))
+    # The per-word count is an estimate of the joined text's; recount and halve what is over.
+    out: list[tuple[tuple[int, int], int]] = []
+    for (s, e), _ in pieces:
+        n = count_tokens(source[s:e])
+        if n > max_tokens and max_tokens > 1 and len(_WORD.findall(source, s, e)) > 1:
+            out.extend(_word_windows(source, s, e, max(1, max_tokens // 2)))
+        else:
+            out.append(((s, e), n))
+    return out
+
+
 def _pieces(turn: Turn, source: str, max_tokens: int) -> list[tuple[tuple[int, int], int]]:
-    """Split a turn into source spans of at most ``max_tokens`` (a sentence may exceed it)."""
+    """Split a turn into source spans of at most ``max_tokens``: whole paragraphs, else
+    sentences, else word windows."""
     units: list[tuple[tuple[int, int], int]] = []
     for p in turn.paragraphs:
         n = count_tokens(p.text)
         if n <= max_tokens:
             units.append(((p.start, p.end), n))
-        else:
-            units.extend((s, count_tokens(source[s[0] : s[1]])) for s in _sentence_spans(p))
+            continue
+        for s in _sentence_spans(p):
+            n = count_tokens(source[s[0] : s[1]])
+            if n <= max_tokens:
+                units.append((s, n))
+            else:
+                units.extend(_word_windows(source, s[0], s[1], max_tokens))
     return units
 
 

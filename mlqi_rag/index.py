@@ -459,6 +459,37 @@ def _fsync_dir(path: Path) -> None:
 # ---- loading ---------------------------------------------------------------------------------
 
 
+def _writable(path: Path) -> bool:
+    probe = path / f".probe-{secrets.token_hex(4)}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return False
+    return True
+
+
+def _open_collection(settings: Settings, gen_dir: Path, generation: str) -> Any:
+    """The generation's Chroma collection; from a private copy when the index is read-only.
+
+    Chroma's local client writes to its SQLite file even to read, so an index on a read-only
+    disk (a shared, archived study) would look corrupt. Reading never needs to change it, so a
+    throwaway copy answers exactly as the original would.
+    """
+    path = gen_dir / "chroma"
+    if not settings.chroma_url and path.is_dir() and not _writable(path):
+        import atexit
+        import tempfile
+
+        copy = Path(tempfile.mkdtemp(prefix="mlqi-ro-index-")) / "chroma"
+        shutil.copytree(path, copy)
+        atexit.register(shutil.rmtree, copy.parent, True)
+        log.info("index at %s is read-only: reading a temporary copy", gen_dir)
+        path = copy
+    client = chroma_client(settings, path)
+    return client.get_collection(_collection_name(generation))
+
+
 @dataclass
 class Index:
     """A loaded, read-only generation: chunks, interviews, the vector store and BM25."""
@@ -494,8 +525,7 @@ class Index:
             }
             bm25 = bm25s.BM25.load(str(gen_dir / "bm25"), show_progress=False)
             vectors = np.load(gen_dir / "embeddings.npz")["vectors"]
-            client = chroma_client(settings, gen_dir / "chroma")
-            collection = client.get_collection(_collection_name(generation))
+            collection = _open_collection(settings, gen_dir, generation)
             count = collection.count()
         except IndexMissingError:
             raise
