@@ -47,15 +47,14 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _parse_or_exit(paths: Iterable[str]) -> tuple[list[Any], dict[str, str]]:
-    from .transcripts import parse_paths
+    from .transcripts import parse_corpus
 
-    interviews, errors = parse_paths(paths)
+    interviews, sources, errors = parse_corpus(paths)
     for err in errors:
         _fail(str(err))
     if not interviews:
         _fail(f"no transcript could be parsed ({len(errors)} file(s) rejected)")
         sys.exit(1)
-    sources = {iv.id: Path(iv.source).read_text(encoding="utf-8") for iv in interviews}
     return interviews, sources
 
 
@@ -182,7 +181,11 @@ def _filters(
 def index(
     corpus: Path | None, index_dir: Path | None, force: bool, progress: bool | None, as_json: bool
 ) -> None:
-    """Build or update the index (only changed files are re-embedded)."""
+    """Build or update the index (only changed files are re-embedded).
+
+    Exit status: 0 when every transcript was indexed, 2 when the index was built but some files
+    were rejected (each named on stderr), 1 when nothing could be indexed.
+    """
     from .index import build_index
 
     s = _settings(corpus=corpus, index_dir=index_dir)
@@ -191,12 +194,21 @@ def index(
         _fail(err)
     if as_json:
         _emit_json(report.to_dict())
-        return
-    if not report.changed:
+    elif not report.changed:
         click.echo(
             f"Index at {s.index_dir} is up to date ({report.chunks} chunks); nothing embedded."
         )
-        return
+    else:
+        _print_build(report, s)
+    if report.errors:
+        _fail(
+            f"{len(report.errors)} file(s) rejected and not indexed; "
+            "the index holds the other transcripts"
+        )
+        sys.exit(2)
+
+
+def _print_build(report: Any, s: Settings) -> None:
     click.echo(
         f"Indexed {report.chunks} chunks from {s.corpus} into {s.index_dir} "
         f"({report.embedded} embedded, {report.reused} reused) in {report.seconds:.1f} s."
@@ -214,7 +226,14 @@ def index(
 
 @cli.command()
 @click.argument("question", required=False)
-@click.option("-k", "--top-k", "k", type=int, default=None, help="Number of passages (default 10).")
+@click.option(
+    "-k",
+    "--top-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of passages (default 10).",
+)
 @click.option(
     "--questions",
     "questions_file",
@@ -302,9 +321,18 @@ engine_option = click.option(
     help="JSONL file of questions: one output line per question.",
 )
 @engine_option
-@click.option("-k", "--top-k", "k", type=int, default=None, help="Passages to consider.")
+@click.option(
+    "-k", "--top-k", "k", type=click.IntRange(min=1), default=None, help="Passages to consider."
+)
 @_filter_options
 @index_option
+@click.option(
+    "--export",
+    "export_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the verified quotes to FILE (.md, .csv or .tex, by its extension).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @one_line_errors
 def ask(
@@ -318,20 +346,27 @@ def ask(
     labels: tuple[str, ...],
     include_interviewer: bool,
     index_dir: Path | None,
+    export_path: Path | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION with verified quotes (or say it is not in the interviews)."""
+    from .export import format_for_path
     from .pipeline import Pipeline
     from .types import Answer
 
+    export_format = format_for_path(export_path) if export_path else None  # fail before work
     rows = _question_rows(question, questions_file)
     pipe = Pipeline.load(_settings(index_dir=index_dir))
     eng = pipe.engine(engine)
     filters = _filters(interviews, codes, all_codes, labels, include_interviewer)
+    answers: list[Answer] = []
     for row in rows:
         if as_json:
             answer = eng.answer(row["question"], filters, k)
+            answers.append(answer)
             _emit_json({"id": row["id"], **answer.to_dict()})
+            for warning in answer.warnings:
+                _fail(warning)
             continue
         shown = ""
         for item in eng.stream(row["question"], filters, k):
@@ -343,8 +378,28 @@ def ask(
         if not shown:  # LLM engines stream masked drafts: print the verified text only
             click.echo(answer.text)
         click.echo()
+        answers.append(answer)
         if answer.rejected_quotes:
             click.echo(f"({answer.rejected_quotes} unverifiable quote(s) dropped)", err=True)
+        for warning in answer.warnings:
+            _fail(warning)
+    if export_path is not None and export_format is not None:
+        _export_answers(answers, export_path, export_format)
+
+
+def _export_answers(answers: list[Any], path: Path, fmt: str) -> None:
+    """The app's export code, from a terminal: the quotes of every answer, verified ones only."""
+    from .export import render, unique_citations
+
+    cites = unique_citations(c for a in answers for c in a.citations)
+    question = answers[0].question if len(answers) == 1 else None
+    try:
+        # newline="" keeps the CSV's \r\n row ends as they are.
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(render(cites, fmt, question))
+    except OSError as exc:
+        raise MlqiError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    click.echo(f"Exported {len(cites)} verified quote(s) to {path}", err=True)
 
 
 @cli.command(name="eval")
@@ -358,7 +413,7 @@ def ask(
 @engine_option
 @corpus_option
 @index_option
-@click.option("-k", "--top-k", "k", type=int, default=10, show_default=True)
+@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--split", default=None, help="Only questions of this split (dev or heldout).")
 @click.option("--limit", type=int, default=None, help="Only the first N questions (quick runs).")
 @click.option("--no-baselines", is_flag=True, help="Skip the two baselines.")
