@@ -6,8 +6,8 @@ http://127.0.0.1:7860. Options: ``--host``, ``--port``, ``--corpus DIR``, ``--in
 ``MLQI_INDEX_DIR``, ``MLQI_EXPORT_DIR``, and ``MLQI_AUTH=user:password`` adds a login. With the
 default (extractive) engine nothing leaves this machine: no share link, no analytics.
 
-The app itself lives in ``mlqi_rag/ui.py``; this file only makes sure the offline environment is
-set before Gradio or any model library is imported.
+The app itself lives in ``mlqi_rag/ui.py`` and is started by ``mlqi_rag/serve.py``; this file only
+makes sure the offline environment is set before Gradio or any model library is imported.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mlqi_rag.settings import offline_environment
 
 def main(argv: Sequence[str] | None = None) -> int:
     offline_environment()  # before gradio / torch / chromadb are imported
-    from mlqi_rag.ui import main as run_app
+    from mlqi_rag.serve import main as run_app
 
     return run_app(argv)
 

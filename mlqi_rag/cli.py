@@ -6,6 +6,7 @@ leave as one line plus exit code 1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -491,3 +492,93 @@ def _print_tables(tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
         for r in rows:
             table.add_row(*r)
         console.print(table)
+
+
+@cli.command()
+@click.option(
+    "--set",
+    "sets",
+    nargs=2,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CORPUS QUESTIONS.jsonl (repeatable); default: the seeds and the 36 study transcripts.",
+)
+@click.option(
+    "--index-root",
+    type=click.Path(path_type=Path),
+    default=Path("index/calibration"),
+    show_default=True,
+    help="Where each corpus's index is built.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where the fitted model is written (default: the bundled scan_model.json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors
+def calibrate(
+    sets: tuple[tuple[Path, Path], ...], index_root: Path, out: Path | None, as_json: bool
+) -> None:
+    """Fit the scan's decision model on labelled question–interview pairs (dev split), and
+    report it on the held-out split beside a one-feature baseline."""
+    from .calibration import (
+        ScanModel,
+        bundled_model_path,
+        decisions,
+        fit,
+        pairs_for,
+        single_feature_baseline,
+    )
+    from .evaluation import load_questions
+    from .index import build_index
+    from .pipeline import Pipeline
+    from .settings import bundled_corpus
+
+    if not sets:
+        shared = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+        sets = (
+            (bundled_corpus(), Path("eval/questions.jsonl")),
+            (shared / "mlsss-transcripts", Path("eval/questions_mlsss.jsonl")),
+        )
+    out = out or bundled_model_path()
+    pairs: list[Any] = []
+    absent: dict[tuple[str, str], bool] = {}
+    for corpus, qfile in sets:
+        name = str(Path(corpus).name)
+        s = _settings(corpus=corpus, index_dir=index_root / name, scan_model=out)
+        build_index(s)
+        # Features do not depend on the model: scan with the neutral one.
+        pipe = Pipeline.load(s, model=ScanModel.neutral())
+        got, miss = pairs_for(pipe, load_questions(qfile), name)
+        pairs += got
+        absent.update(miss)
+        click.echo(f"{name}: {len(got)} question–interview pairs", err=True)
+    model = fit(pairs)
+    baseline = single_feature_baseline(pairs)
+    report: dict[str, Any] = {"model": model.report, "splits": {}}
+    for split in ("dev", "heldout"):
+        for corpus in dict.fromkeys(p.corpus for p in pairs):
+            rows = [p for p in pairs if p.split == split and p.corpus == corpus]
+            if rows:
+                report["splits"][f"{corpus}/{split}"] = {
+                    "fitted": decisions(rows, model, absent),
+                    "baseline span_max": decisions(rows, baseline, absent),
+                }
+    model = dataclasses.replace(model, report=report)
+    model.save(out)
+    if as_json:
+        _emit_json({"out": str(out), "params": model.params(), "report": report})
+        return
+    click.echo(f"Wrote {out} (digest {model.digest})")
+    for key, systems in report["splits"].items():
+        for system, figures in systems.items():
+            cells = " ".join(f"{k}={v:.3f}" for k, v in figures.items() if k != "questions")
+            click.echo(f"  {key:<32} {system:<18} n={figures['questions']:<3} {cells}")
+    click.echo(
+        "  weights (discusses): "
+        + ", ".join(
+            f"{f}={w:+.2f}" for f, w in zip(model.features, model.coef_discusses, strict=True)
+        )
+    )

@@ -25,7 +25,15 @@ from .errors import QuestionError
 from .pipeline import Pipeline
 from .retrieval import Filters
 
-KINDS = ("factoid", "thematic", "per-interview", "code-based", "cross-interview", "unanswerable")
+KINDS = (
+    "factoid",
+    "thematic",
+    "per-interview",
+    "code-based",
+    "cross-interview",
+    "coverage",
+    "unanswerable",
+)
 BUDGET_CHARS = 4000
 
 
@@ -41,6 +49,7 @@ class Question(BaseModel):
     question: str
     kind: str = "thematic"
     gold_interviews: list[str] = Field(default_factory=list)
+    gold_touching: list[str] = Field(default_factory=list)  # mention it only in passing
     gold_quotes: list[GoldQuote] = Field(default_factory=list)
     gold_codes: list[str] = Field(default_factory=list)
     answer_points: list[str] = Field(default_factory=list)
@@ -269,6 +278,10 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["abstention"] = _mean(a["abstained"] for a in unanswerable)
     out["false_abstention"] = _mean(a["abstained"] for a in answerable)
     out["citations_per_answer"] = _mean(len(a["citations"]) for a in ans)
+    out["coverage_f1"] = _mean(a["coverage_f1"] for a in ans if "coverage_f1" in a)
+    out["coverage_count_mae"] = _mean(
+        a["coverage_count_error"] for a in ans if "coverage_count_error" in a
+    )
     lat = [a["latency"] for a in ans]
     out["latency_p50"] = float(np.percentile(lat, 50)) if lat else None
     out["latency_p95"] = float(np.percentile(lat, 95)) if lat else None
@@ -341,13 +354,12 @@ def run_eval(
                 "code_boost",
                 "per_interview_cap",
                 "candidates",
-                "abstain_threshold",
-                "abstain_threshold_unknown_terms",
-                "relative_floor",
                 "keyword_weight",
                 "top_k",
             )
         },
+        "scan_model": pipeline.scanner.model.digest,
+        "scan_thresholds": [pipeline.scanner.model.t_discusses, pipeline.scanner.model.t_touches],
         "baseline_build_seconds": base.build_seconds if base else None,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -379,7 +391,16 @@ def _answer_metrics(
         )
         for iv, sp in golds
     )
+    covered = set(answer.coverage.get("interviews", []))
+    coverage: dict[str, float] = {}
+    if q.kind == "coverage" and gold:
+        tp = len(covered & gold)
+        coverage = {
+            "coverage_f1": 2 * tp / (len(covered) + len(gold)),
+            "coverage_count_error": abs(len(covered) - len(gold)),
+        }
     return {
+        **coverage,
         "abstained": answer.abstained,
         "citations": cites,
         "precision": len(cited & gold) / len(cited) if cited else 0.0,
@@ -411,6 +432,8 @@ ANSWER_KEYS = (
     "abstention",
     "false_abstention",
     "citations_per_answer",
+    "coverage_f1",
+    "coverage_count_mae",
     "latency_p50",
     "latency_p95",
 )

@@ -7,7 +7,8 @@ Layout of ``index_dir``::
         manifest.json       corpus file hashes, model, chunking parameters, package version
         chunks.jsonl        the chunks (what hits are made of)
         interviews.json     parsed interviews (for context display and verification)
-        embeddings.npz      vectors by content hash, reused by the next build
+        embeddings.npz      chunk vectors by content hash, reused by the next build
+        spans.npz           every quotable participant span (offsets) and its vector
         bm25/               bm25s index over question + text
         chroma/             Chroma PersistentClient data (absent with a Chroma server)
 
@@ -41,7 +42,8 @@ from .chunking import ChunkParams, chunk_interviews, content_hash
 from .embedding import Embedder
 from .errors import IndexMissingError, MlqiError, SourceChangedError, printable
 from .settings import Settings, offline_environment
-from .transcripts import parse_corpus, read_source
+from .spans import SpanTable, span_rows, text_hash
+from .transcripts import file_sha256, load_text, parse_corpus
 from .types import Chunk, Interview, Paragraph, Turn
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,40 @@ def _write_chroma(collection: Any, chunks: Sequence[Chunk], vectors: np.ndarray)
     store = _vector_store(collection)
     for i in range(0, len(nodes), 1000):
         store.add(nodes[i : i + 1000])
+
+
+def _span_collection_name(generation: str) -> str:
+    return f"{COLLECTION_PREFIX}-{generation}-spans"
+
+
+def _write_span_collection(
+    client: Any, generation: str, chunks: Sequence[Chunk], table: SpanTable
+) -> None:
+    """The span vectors in Chroma too, beside the turns: with a Chroma server they live there,
+    and past the size where an exact scan stays cheap, the scan asks its HNSW index instead."""
+    if not len(table):
+        return
+    collection = client.create_collection(
+        _span_collection_name(generation),
+        metadata={"hnsw:space": "cosine"},
+        embedding_function=None,
+    )
+    step = 2000
+    for i in range(0, len(table), step):
+        rows = range(i, min(i + step, len(table)))
+        collection.add(
+            ids=[f"{chunks[int(table.chunk[j])].id}:s{j}" for j in rows],
+            embeddings=table.vectors[i : i + step],
+            metadatas=[
+                {
+                    "row": j,
+                    "interview_id": chunks[int(table.chunk[j])].interview_id,
+                    "start": int(table.start[j]),
+                    "end": int(table.end[j]),
+                }
+                for j in rows
+            ],
+        )
 
 
 # ---- BM25 ------------------------------------------------------------------------------------
@@ -225,6 +261,8 @@ class BuildReport:
     errors: tuple[str, ...] = ()
     seconds: float = 0.0
     rebuilt_reason: str = ""
+    spans: int = 0
+    spans_embedded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -235,18 +273,45 @@ def _manifest(settings: Settings, interviews: Sequence[Interview], n_chunks: int
         "package_version": __version__,
         "model": settings.model_name(),
         "fingerprint": settings.index_fingerprint(),
+        "settings_hash": settings.settings_hash(),
+        "scan_model": _scan_model_params(settings),
         "chunking": {
             "max_tokens": settings.chunk_max_tokens,
             "min_tokens": settings.chunk_min_tokens,
             "question_max_tokens": settings.question_max_tokens,
         },
         "corpus": str(Path(settings.corpus).absolute()),
-        "files": {iv.source: iv.sha256 for iv in interviews},
+        # Every file that went into the index, coded copies too: a recoded copy re-indexes.
+        "files": {
+            **{copy: _hash_or_missing(Path(copy)) for iv in interviews for copy in iv.copies},
+            **{iv.source: iv.sha256 for iv in interviews},
+        },
         "corpus_hash": corpus_hash(iv.sha256 for iv in interviews),
         "chunks": n_chunks,
         "chroma_url": settings.chroma_url,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _scan_model_params(settings: Settings) -> dict[str, Any]:
+    """The fitted scan model's parameters, saved with the index settings they decide with."""
+    path = settings.scan_model_path()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+def _hash_or_missing(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return "missing"
+
+
+def pdf_cache(settings: Settings) -> Path:
+    """Where extracted PDF text is kept, so re-indexing and answering never re-parse a PDF."""
+    return Path(settings.index_dir) / "pdf-cache"
 
 
 def corpus_hash(hashes: Iterator[str] | Sequence[str]) -> str:
@@ -296,13 +361,17 @@ def _read_manifest(index_dir: Path, generation: str | None) -> dict[str, Any] | 
 
 
 def _old_vectors(index_dir: Path, generation: str | None) -> dict[str, np.ndarray]:
+    """Every vector of the live generation by content hash: chunks and spans alike."""
     if generation is None:
         return {}
-    try:
-        data = np.load(index_dir / generation / "embeddings.npz")
-        return dict(zip(data["hashes"].tolist(), data["vectors"], strict=True))
-    except (OSError, ValueError, KeyError):
-        return {}
+    out: dict[str, np.ndarray] = {}
+    for name in ("spans.npz", "embeddings.npz"):
+        try:
+            data = np.load(index_dir / generation / name)
+            out.update(zip(data["hashes"].tolist(), data["vectors"], strict=True))
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
 
 
 def _cleanup(index_dir: Path, settings: Settings, keep: set[str]) -> None:
@@ -312,8 +381,9 @@ def _cleanup(index_dir: Path, settings: Settings, keep: set[str]) -> None:
             continue
         shutil.rmtree(p, ignore_errors=True)
         if settings.chroma_url:
-            with contextlib.suppress(Exception):
-                chroma_client(settings, None).delete_collection(_collection_name(p.name))
+            for name in (_collection_name(p.name), _span_collection_name(p.name)):
+                with contextlib.suppress(Exception):
+                    chroma_client(settings, None).delete_collection(name)
 
 
 def build_index(
@@ -325,7 +395,7 @@ def build_index(
     """Bring the index in ``settings.index_dir`` up to date with ``settings.corpus``."""
     t0 = time.perf_counter()
     index_dir = Path(settings.index_dir)
-    interviews, sources, errors = parse_corpus([settings.corpus])
+    interviews, sources, errors = parse_corpus([settings.corpus], pdf_cache(settings))
     if not interviews:
         detail = "; ".join(str(e) for e in errors) or "no transcripts"
         raise MlqiError(f"nothing to index in {settings.corpus}: {detail}")
@@ -336,6 +406,7 @@ def build_index(
         same_settings = bool(
             old
             and old.get("fingerprint") == manifest["fingerprint"]
+            and old.get("settings_hash") == manifest["settings_hash"]
             and old.get("package_version") == __version__
             and old.get("chroma_url", "") == settings.chroma_url
         )
@@ -363,21 +434,39 @@ def build_index(
         )
         chunks = chunk_interviews(interviews, sources, params)
         hashes = [content_hash(c) for c in chunks]
+        rows = span_rows(chunks, sources)
+        span_texts = [sources[chunks[c].interview_id][s:e] for c, s, e in rows]
+        span_hashes = [text_hash(t) for t in span_texts]
         # Vectors are reusable only if they came from the same model.
         reusable = (
             _old_vectors(index_dir, live) if old and old.get("model") == manifest["model"] else {}
         )
-        missing = sorted(
-            {h: c for h, c in zip(hashes, chunks, strict=True) if h not in reusable}.items()
+        # Chunks and quotable spans are embedded in one pass; equal texts share a vector.
+        todo = {h: c.embed_text for h, c in zip(hashes, chunks, strict=True) if h not in reusable}
+        n_chunks_todo = len(todo)
+        todo.update(
+            (h, t) for h, t in zip(span_hashes, span_texts, strict=True) if h not in reusable
         )
+        missing = sorted(todo.items())
         embedder = embedder or Embedder.from_settings(settings)
         new_vectors: dict[str, np.ndarray] = {}
         if missing:
-            texts = [c.embed_text for _, c in missing]
-            vectors = _embed_with_progress(embedder, texts, progress)
+            vectors = _embed_with_progress(embedder, [t for _, t in missing], progress)
             new_vectors = dict(zip([h for h, _ in missing], vectors, strict=True))
         lookup = {**reusable, **new_vectors}
         matrix = np.stack([lookup[h] for h in hashes]).astype(np.float32)
+        dim = matrix.shape[1]
+        table = SpanTable(
+            chunk=np.array([r[0] for r in rows], dtype=np.int32),
+            start=np.array([r[1] for r in rows], dtype=np.int32),
+            end=np.array([r[2] for r in rows], dtype=np.int32),
+            hashes=np.array(span_hashes),
+            vectors=(
+                np.stack([lookup[h] for h in span_hashes]).astype(np.float32)
+                if rows
+                else np.zeros((0, dim), dtype=np.float32)
+            ),
+        )
 
         generation = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         gen_dir = index_dir / generation
@@ -392,9 +481,11 @@ def build_index(
             _collection_name(generation), metadata={"hnsw:space": "cosine"}, embedding_function=None
         )
         _write_chroma(collection, chunks, matrix)
+        _write_span_collection(client, generation, chunks, table)
         _write_bm25(gen_dir / "bm25", chunks)
         # Row i is chunk i's vector: reused by the next build, and exact similarities at query time.
         np.savez(gen_dir / "embeddings.npz", hashes=np.array(hashes), vectors=matrix)
+        table.save(gen_dir / "spans.npz")
         with open(gen_dir / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for c in chunks:
                 fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
@@ -402,6 +493,7 @@ def build_index(
             json.dumps([iv.to_dict() for iv in interviews], ensure_ascii=False), encoding="utf-8"
         )
         manifest["chunks"] = len(chunks)
+        manifest["spans"] = len(table)
         manifest["generation"] = generation
         manifest["errors"] = list(err_lines)
         (gen_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -414,8 +506,10 @@ def build_index(
             generation=generation,
             changed=True,
             chunks=len(chunks),
-            embedded=len(missing),
+            embedded=n_chunks_todo,
             reused=len(chunks) - sum(1 for h in hashes if h in new_vectors),
+            spans=len(table),
+            spans_embedded=len(missing) - n_chunks_todo,
             files_added=added if old else (),
             files_changed=changed,
             files_removed=removed,
@@ -502,6 +596,7 @@ class Index:
     collection: Any
     bm25: Any
     vectors: np.ndarray
+    spans: SpanTable
     by_id: dict[str, int] = field(default_factory=dict)
     _sources: dict[str, tuple[tuple[int, int], str]] = field(default_factory=dict)
 
@@ -525,6 +620,7 @@ class Index:
             }
             bm25 = bm25s.BM25.load(str(gen_dir / "bm25"), show_progress=False)
             vectors = np.load(gen_dir / "embeddings.npz")["vectors"]
+            spans = SpanTable.load(gen_dir / "spans.npz")
             collection = _open_collection(settings, gen_dir, generation)
             count = collection.count()
         except IndexMissingError:
@@ -537,6 +633,8 @@ class Index:
             raise IndexMissingError(
                 index_dir, f"corrupt index ({count} vectors for {len(chunks)} chunks)"
             )
+        if len(spans) != manifest.get("spans") or len(spans.vectors) != len(spans):
+            raise IndexMissingError(index_dir, "corrupt index (span table does not match)")
         if manifest.get("fingerprint") != settings.index_fingerprint():
             raise IndexMissingError(
                 index_dir, "index was built with other model or chunking settings"
@@ -550,6 +648,7 @@ class Index:
             collection=collection,
             bm25=bm25,
             vectors=vectors,
+            spans=spans,
             by_id={c.id: i for i, c in enumerate(chunks)},
         )
 
@@ -573,10 +672,15 @@ class Index:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         try:
-            text = read_source(path)
-        except MlqiError:
+            if iv.format == "delve-pdf":  # its text is extracted, cached by the PDF's hash
+                same = file_sha256(path) == iv.sha256
+                text = load_text(path, iv.format, pdf_cache(self.settings)) if same else ""
+            else:  # hash exactly the text that will be used: one read
+                text = load_text(path, iv.format)
+                same = hashlib.sha256(text.encode("utf-8")).hexdigest() == iv.sha256
+        except (OSError, MlqiError):
             raise SourceChangedError(interview_id, path, "became unreadable") from None
-        if hashlib.sha256(text.encode("utf-8")).hexdigest() != iv.sha256:
+        if not same:
             raise SourceChangedError(interview_id, path, "was edited")
         self._sources[interview_id] = (stamp, text)
         return text

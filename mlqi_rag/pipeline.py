@@ -6,9 +6,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import ScanModel
 from .embedding import Embedder
 from .index import Index
 from .retrieval import Retriever
+from .scan import Scanner
 from .settings import Settings
 
 
@@ -18,14 +20,26 @@ class Pipeline:
     embedder: Embedder
     index: Index
     retriever: Retriever
+    scanner: Scanner
     _engines: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def load(cls, settings: Settings, embedder: Embedder | None = None) -> Pipeline:
+    def load(
+        cls, settings: Settings, embedder: Embedder | None = None, model: ScanModel | None = None
+    ) -> Pipeline:
         index = Index.load(settings)  # fails fast, before the model loads, when there is no index
         embedder = embedder or Embedder.from_settings(settings)
-        return cls(settings, embedder, index, Retriever(index, embedder, settings))
+        if model is None:
+            path = settings.scan_model_path()
+            model = ScanModel.load(path) if path.is_file() else ScanModel.neutral()
+        return cls(
+            settings,
+            embedder,
+            index,
+            Retriever(index, embedder, settings),
+            Scanner(index, embedder, model),
+        )
 
     def engine(self, name: str | None = None) -> Any:
         """The named answer engine (default: ``settings.engine``), built once and reused."""

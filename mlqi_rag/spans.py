@@ -8,10 +8,16 @@ and text with no punctuation at all at word boundaries, so no candidate quote is
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from .quotes import MAX_QUOTE_WORDS
+from .types import Chunk
 
 MIN_QUOTE_WORDS = 6
 _CLAUSE = re.compile(r"(?<=[,;:])\s+")
@@ -84,3 +90,55 @@ def quotable_spans(src: str, segments: Iterable[tuple[int, int]]) -> list[tuple[
         if start is not None and len(src[start:seg_end].split()) >= 3:
             out.append((start, seg_end))
     return [(s, e) for s, e in out if e > s and src[s:e].strip()]
+
+
+# ---- the span table stored beside the chunk vectors -----------------------------------------
+
+
+@dataclass(frozen=True)
+class SpanTable:
+    """Every quotable participant span of the corpus, embedded at index time.
+
+    Row ``i`` is ``source[start[i]:end[i]]`` of chunk ``chunk[i]``'s interview; ``vectors[i]``
+    is its L2-normalised embedding. With these, a question embeds only itself: the corpus-wide
+    evidence scan is one matrix product.
+    """
+
+    chunk: np.ndarray  # int32 chunk positions
+    start: np.ndarray  # int32 source offsets
+    end: np.ndarray
+    hashes: np.ndarray  # content hashes of the span texts (vector reuse across builds)
+    vectors: np.ndarray  # float32 (n, dim)
+
+    def __len__(self) -> int:
+        return int(len(self.chunk))
+
+    def save(self, path: Path) -> None:
+        np.savez(
+            path,
+            chunk=self.chunk,
+            start=self.start,
+            end=self.end,
+            hashes=self.hashes,
+            vectors=self.vectors,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> SpanTable:
+        d = np.load(path)
+        return cls(d["chunk"], d["start"], d["end"], d["hashes"], d["vectors"])
+
+
+def span_rows(chunks: Sequence[Chunk], sources: dict[str, str]) -> list[tuple[int, int, int]]:
+    """(chunk position, start, end) of every quotable span of every participant chunk."""
+    rows: list[tuple[int, int, int]] = []
+    for pos, c in enumerate(chunks):
+        if c.role != "participant":
+            continue
+        src = sources[c.interview_id]
+        rows.extend((pos, s, e) for s, e in quotable_spans(src, c.segments))
+    return rows
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -28,7 +28,8 @@ from .types import Interview, Paragraph, Role, Turn
 
 log = logging.getLogger(__name__)
 
-TRANSCRIPT_SUFFIXES = (".txt", ".md", ".markdown")
+TRANSCRIPT_SUFFIXES = (".txt", ".md", ".markdown", ".pdf")
+MIN_ALIGNMENT = 0.98  # a coded copy aligning worse than this is reported
 
 # ``## Interview 32 - PO`` / ``## Interview 17- Rached``
 _DELVE_HEADER = re.compile(r"^#{1,6}\s*Interview\s+(?P<id>\d+)\s*(?:-\s*(?P<label>.*?))?\s*$")
@@ -299,9 +300,9 @@ def _check_entry(f: Path) -> TranscriptError | None:
 
 
 def transcript_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[TranscriptError]]:
-    """Expand directories into their transcript files (sorted, absolute); report what can't be
-    read. Paths are absolute so an index built from a relative ``--corpus`` still finds its
-    files from any working directory."""
+    """Expand directories (and their sub-directories: ``codings/``, ``moderation/``) into their
+    transcript files, sorted and absolute; report what can't be read. Paths are absolute so an
+    index built from a relative ``--corpus`` still finds its files from any working directory."""
     files: list[Path] = []
     errors: list[TranscriptError] = []
     for raw in paths:
@@ -309,15 +310,15 @@ def transcript_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Tran
         if p.is_dir():
             found: list[Path] = []
             problems: list[TranscriptError] = []
-            for f in sorted(p.iterdir()):
-                if not _candidate(f):
-                    continue
+            for f in _walk(p):
                 if (problem := _check_entry(f)) is not None:
                     problems.append(problem)
                 else:
                     found.append(f)
             if not found and not problems:
-                problems.append(TranscriptError(p, "directory contains no .txt/.md transcripts"))
+                problems.append(
+                    TranscriptError(p, "directory contains no .txt/.md/.pdf transcripts")
+                )
             files.extend(found)
             errors.extend(problems)
         elif p.is_file():
@@ -329,34 +330,69 @@ def transcript_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Tran
     return files, errors
 
 
+def _walk(root: Path, depth: int = 0) -> Iterator[Path]:
+    """Transcript candidates under ``root``; hidden and non-transcript-named folders are
+    walked (not symlinked ones: a link loop must not recurse forever)."""
+    for f in sorted(root.iterdir()):
+        if f.name.startswith("."):
+            continue
+        if _candidate(f):
+            yield f
+        elif f.is_dir() and not f.is_symlink() and depth < 4:
+            yield from _walk(f, depth + 1)
+
+
+def load_text(path: Path, fmt: str, cache_dir: Path | None = None) -> str:
+    """The text offsets index into: the file's own text, or a Delve PDF's extracted text."""
+    if fmt == "delve-pdf":
+        from .pdf import extract_pdf_text
+
+        return extract_pdf_text(path, cache_dir)
+    return read_source(path)
+
+
+def _parse_one(f: Path, cache_dir: Path | None) -> tuple[Interview, str]:
+    if f.suffix.lower() == ".pdf":
+        from .pdf import parse_pdf
+
+        return parse_pdf(f, cache_dir)
+    text = read_source(f)
+    return parse_text(text, f), text
+
+
 def parse_corpus(
-    paths: Iterable[str | Path],
+    paths: Iterable[str | Path], cache_dir: Path | None = None
 ) -> tuple[list[Interview], dict[str, str], list[TranscriptError]]:
     """Parse every transcript, with the exact text each was parsed from (by interview id).
 
     The text is read once: hashing, parsing, chunking and indexing all see the same bytes, so a
-    file edited during a build cannot mix two versions. Bad files are reported, never fatal to
-    the good ones.
+    file edited during a build cannot mix two versions. Files of one interview (a plain
+    transcript, a coder's Delve export, another coder's PDF, the moderated copy) become one
+    interview: one canonical text, each coder's codes aligned onto it (``coders``). Bad files are
+    reported, never fatal to the good ones. ``cache_dir`` keeps extracted PDF text.
     """
+    from .coders import group_by_interview
+
     files, errors = transcript_files(paths)
-    interviews: list[Interview] = []
-    sources: dict[str, str] = {}
-    seen: dict[str, str] = {}
+    parsed: list[tuple[Interview, str]] = []
     for f in files:
         try:
-            text = read_source(f)
-            interview = parse_text(text, f)
+            parsed.append(_parse_one(f, cache_dir))
         except TranscriptError as exc:
             errors.append(exc)
-            continue
-        if interview.id in seen:
-            errors.append(
-                TranscriptError(
-                    f, f"duplicate interview id {interview.id} (also {seen[interview.id]})"
+    interviews: list[Interview] = []
+    sources: dict[str, str] = {}
+    for interview, text, report in group_by_interview(parsed):
+        for copy in report.copies:
+            if copy.coded_paragraphs and copy.rate < MIN_ALIGNMENT:
+                errors.append(
+                    TranscriptError(
+                        copy.source,
+                        f"only {copy.aligned} of {copy.coded_paragraphs} coded paragraphs "
+                        f"could be aligned onto interview {interview.id}'s text; "
+                        "the unaligned codes are left out",
+                    )
                 )
-            )
-            continue
-        seen[interview.id] = str(f)
         interviews.append(interview)
         sources[interview.id] = text
     return interviews, sources, errors

@@ -216,6 +216,9 @@ class Answer:
     interviews_searched: tuple[str, ...] = ()
     fallback: bool = False
     warnings: tuple[str, ...] = ()  # e.g. a transcript edited since indexing: not quoted
+    # interviews that discuss / touch on the question, of all searched (the evidence scan)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    evidence: tuple[dict[str, Any], ...] = ()  # per interview: verdict, probabilities, features
 
     @property
     def interviews_cited(self) -> tuple[str, ...]:
@@ -233,5 +236,7 @@ class Answer:
             "interviews_searched": list(self.interviews_searched),
             "fallback": self.fallback,
             "warnings": list(self.warnings),
+            "coverage": self.coverage,
+            "evidence": list(self.evidence),
             "settings": self.settings,
         }

@@ -66,3 +66,21 @@ def seed_pipeline(seed_index, embedder):  # type: ignore[no-untyped-def]
     from mlqi_rag.pipeline import Pipeline
 
     return Pipeline.load(seed_index, embedder)
+
+
+@pytest.fixture(scope="session")
+def mlsss_index(tmp_path_factory: pytest.TempPathFactory, mlsss_dir: Path, embedder):  # type: ignore[no-untyped-def]
+    """A real index of the study's 36 transcripts (minutes to build: once per session)."""
+    from mlqi_rag.index import build_index
+    from mlqi_rag.settings import Settings
+
+    s = Settings(corpus=mlsss_dir, index_dir=tmp_path_factory.mktemp("mlsss-index"))
+    build_index(s, embedder, progress=False)
+    return s
+
+
+@pytest.fixture(scope="session")
+def mlsss_pipeline(mlsss_index, embedder):  # type: ignore[no-untyped-def]
+    from mlqi_rag.pipeline import Pipeline
+
+    return Pipeline.load(mlsss_index, embedder)

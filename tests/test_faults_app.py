@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from netutil import free_port
 
-from mlqi_rag import ui
+from mlqi_rag import guard, serve, ui
 from mlqi_rag.export import to_csv, to_markdown, write_export
 from mlqi_rag.settings import Settings
 
@@ -67,7 +67,7 @@ def file_url(url: str, path: str | Path) -> str:
 def start(pipe: Any, exports: Path, auth: str = "") -> tuple[Any, str]:
     demo = ui.build_ui(pipe, exports)
     settings = Settings(index_dir=pipe.settings.index_dir, port=free_port(), auth=auth)
-    url = ui.serve(demo, settings, exports, block=False, quiet=True)
+    url = serve.serve(demo, settings, exports, block=False, quiet=True)
     assert url.startswith("http://127.0.0.1:")
     return demo, url
 
@@ -178,7 +178,7 @@ def test_generated_export_is_served_as_download_and_only_as_written(
     final = list(ui.respond(seed_pipeline, "How do practitioners handle missing values?"))[-1]
     assert final.answer is not None and final.answer.citations
     path = write_export(final.answer.citations, "markdown", exports)
-    ui.export_registry(demo).add(path)  # what the export button does after writing
+    guard.export_registry(demo).add(path)  # what the export button does after writing
     cached = save_file_to_cache(path, demo.GRADIO_CACHE)  # the copy Gradio hands the browser
     for served in (path, Path(cached)):
         status, headers, body = fetch(file_url(url, served))

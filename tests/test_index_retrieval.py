@@ -346,7 +346,7 @@ def test_bad_transcripts_are_reported_and_never_corrupt_the_index(
     (corpus_copy / "binary.txt").write_bytes(b"\x00\x01\x02binary")
     env = {"MLQI_CORPUS": str(corpus_copy), "MLQI_INDEX_DIR": str(idx)}
     result = CliRunner().invoke(cli, ["index", "--json"], env=env)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # built, but files were rejected
     assert "empty.md: empty file" in result.stderr and "binary.txt: binary file" in result.stderr
     report = json.loads(result.stdout)
     assert report["chunks"] > 300 and len(report["errors"]) == 2

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from netutil import free_port
 
-from mlqi_rag import render, ui
+from mlqi_rag import guard, render, serve, ui
+from mlqi_rag.errors import ConfigError
 from mlqi_rag.settings import Settings
 from mlqi_rag.transcripts import parse_paths
 from mlqi_rag.types import Answer, Citation, Interview
@@ -232,26 +233,26 @@ def test_session_quotes_and_export(tmp_path: Path, interviews: Any) -> None:
 
 
 def test_parse_auth() -> None:
-    assert ui.parse_auth("") is None
-    assert ui.parse_auth("ana:s3cr:et") == ("ana", "s3cr:et")
+    assert serve.parse_auth("") is None
+    assert serve.parse_auth("ana:s3cr:et") == ("ana", "s3cr:et")
     for bad in ("ana", "ana:", ":pw"):
-        with pytest.raises(ui.ConfigError):
-            ui.parse_auth(bad)
+        with pytest.raises(ConfigError):
+            serve.parse_auth(bad)
 
 
 def test_settings_from_flags_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MLQI_HOST", "127.0.0.2")
     monkeypatch.setenv("MLQI_PORT", "7999")
-    s = ui.settings_from_args(ui.parse_args([]))
+    s = serve.settings_from_args(serve.parse_args([]))
     assert (s.host, s.port) == ("127.0.0.2", 7999)
-    args = ui.parse_args(
+    args = serve.parse_args(
         ["--port", "8100", "--host", "127.0.0.1", "--corpus", str(tmp_path), "--index-dir", "ix"]
     )
-    s = ui.settings_from_args(args)
+    s = serve.settings_from_args(args)
     assert (s.host, s.port, s.corpus, s.index_dir) == ("127.0.0.1", 8100, tmp_path, Path("ix"))
     monkeypatch.delenv("MLQI_HOST")
     monkeypatch.delenv("MLQI_PORT")
-    d = ui.settings_from_args(
+    d = serve.settings_from_args(
         argparse.Namespace(host=None, port=None, corpus=None, index_dir=None, export_dir=None)
     )
     assert (d.host, d.port) == ("127.0.0.1", 7860)
@@ -265,17 +266,17 @@ def test_main_fails_fast_with_one_line(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert ui.main(["--port", str(port), "--index-dir", str(index_dir)]) == 1
+        assert serve.main(["--port", str(port), "--index-dir", str(index_dir)]) == 1
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
     assert not index_dir.exists()  # it stopped before any slow work
 
     monkeypatch.setenv("MLQI_PORT", "not-a-port")
-    assert ui.main([]) == 2
+    assert serve.main([]) == 2
     assert "invalid setting port" in capsys.readouterr().err
     monkeypatch.setenv("MLQI_PORT", "7860")
     monkeypatch.setenv("MLQI_AUTH", "no-colon")
-    assert ui.main([]) == 1
+    assert serve.main([]) == 1
     assert "MLQI_AUTH must look like user:password" in capsys.readouterr().err
 
 
@@ -317,7 +318,7 @@ def test_chat_text_renders_transcript_markup_as_text() -> None:
 
 def test_login_throttle_backs_off_and_resets() -> None:
     now = [1000.0]
-    t = ui.LoginThrottle(clock=lambda: now[0])
+    t = guard.LoginThrottle(clock=lambda: now[0])
     for _ in range(2):
         assert t.wait("a") == 0
         t.attempt("a")
@@ -337,7 +338,7 @@ def test_login_throttle_backs_off_and_resets() -> None:
 
 
 def test_export_registry_allows_only_written_files(tmp_path: Path) -> None:
-    reg = ui.ExportRegistry()
+    reg = guard.ExportRegistry()
     exports, cache = tmp_path / "exports", tmp_path / "cache"
     written = ui.export_quotes(
         ui.SessionQuotes(last=(quote_stub(),), all=(quote_stub(),)), "csv", "last answer", exports
@@ -481,11 +482,11 @@ def test_first_run_builds_with_progress_message(
     corpus.mkdir()
     shutil.copy(seed_dir / "interview-25-Ilan.md", corpus)  # one transcript keeps this quick
     settings = Settings(corpus=corpus, index_dir=tmp_path / "index")
-    p = ui.prepare_pipeline(settings, progress=False)
+    p = serve.prepare_pipeline(settings, progress=False)
     out = capsys.readouterr().out
     assert "Building the index of 1 transcripts" in out and "Index ready" in out
     assert list(p.index.interviews) == ["25"]
-    ui.prepare_pipeline(settings, progress=False)
+    serve.prepare_pipeline(settings, progress=False)
     assert "Index up to date" in capsys.readouterr().out
 
 
@@ -520,7 +521,7 @@ def test_server_binds_loopback_and_chat_endpoint_works(pipe: Any, tmp_path: Path
     settings = Settings(index_dir=pipe.settings.index_dir, port=port)
     demo = ui.build_ui(pipe, exports)
     try:
-        url = ui.serve(demo, settings, exports, block=False, quiet=True)
+        url = serve.serve(demo, settings, exports, block=False, quiet=True)
         assert url.startswith(f"http://127.0.0.1:{port}")
         assert listening_addresses(port) == {"127.0.0.1"}
 
@@ -554,7 +555,7 @@ def test_server_login(pipe: Any, tmp_path: Path) -> None:
     settings = Settings(index_dir=pipe.settings.index_dir, port=port, auth="ana:pw123")
     demo = ui.build_ui(pipe, tmp_path)
     try:
-        url = ui.serve(demo, settings, tmp_path, block=False, quiet=True)
+        url = serve.serve(demo, settings, tmp_path, block=False, quiet=True)
         with pytest.raises(Exception):  # noqa: B017 - any refusal will do
             Client(url, verbose=False, analytics_enabled=False).predict(
                 "", [], [], [], "any", True, "extractive", 10, api_name="/chat"

@@ -1,0 +1,149 @@
+"""From a scan to quotes: each discussing interview's best verified quote(s), grouped by practice.
+
+The scan says which interviews discuss the question and ranks each one's spans; this stage turns
+that into citations (every one verified against the source, and capped in length) and, when the
+evidence splits into distinct practices, into groups: by the researchers' codes when the quoted
+passages carry them, otherwise by clustering the quotes' vectors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SourceChangedError
+from .index import Index
+from .quotes import citation
+from .scan import InterviewEvidence, Scan
+from .types import Citation
+
+SECOND_QUOTE_MARGIN = 0.08  # a second quote from one interview only if nearly as strong
+CLUSTER_DISTANCE = 0.55  # cosine distance under which two quotes describe the same practice
+MIN_GROUPING = 3  # fewer quoting interviews than this are listed, not grouped
+_STOP = frozenset(
+    "the a an and or but so we i you it they that this to of in on for with was were is are be "
+    "have has had do did just like uh um yeah really very more some all our can not what when "
+    "there their them then than which because about would could also if as at by from its it's "
+    "we're i'm don't that's one get got lot kind know think mean".split()
+)
+
+
+@dataclass(frozen=True)
+class Quote:
+    citation: Citation
+    row: int  # span table row
+    score: float
+
+
+@dataclass(frozen=True)
+class Group:
+    """One practice: its label, and what it was derived from (codes or a cluster)."""
+
+    label: str
+    source: str  # "codes" | "cluster" | "all"
+    quotes: tuple[Quote, ...]
+
+
+def cite_row(index: Index, row: int) -> Citation | None:
+    """A verified citation for one span of the index (None if it no longer verifies)."""
+    chunk = index.chunks[int(index.spans.chunk[row])]
+    start, end = int(index.spans.start[row]), int(index.spans.end[row])
+    try:
+        source = index.source_text(chunk.interview_id)
+    except SourceChangedError:
+        return None
+    iv = index.interviews[chunk.interview_id]
+    cite, _ = citation(source[start:end], iv, source, near=start)
+    return cite
+
+
+def _overlaps(a: Citation, b: Citation) -> bool:
+    return a.interview_id == b.interview_id and a.start < b.end and b.start < a.end
+
+
+def quotes_for(index: Index, evidence: InterviewEvidence, per_interview: int = 2) -> list[Quote]:
+    """The interview's best span, plus a second one when it is nearly as strong."""
+    out: list[Quote] = []
+    if not evidence.span_scores:
+        return out
+    best = evidence.span_scores[0]
+    for row, score in zip(evidence.spans, evidence.span_scores, strict=True):
+        if len(out) == per_interview or score < best - SECOND_QUOTE_MARGIN:
+            break
+        c = cite_row(index, row)
+        if c is not None and not any(_overlaps(c, q.citation) for q in out):
+            out.append(Quote(c, row, score))
+    return out
+
+
+def closest_quotes(index: Index, scan: Scan, n: int = 3) -> list[Citation]:
+    """The strongest spans anywhere, for an abstention's "closest, not an answer"."""
+    ranked = sorted(
+        ((s, r) for e in scan.interviews for r, s in zip(e.spans, e.span_scores, strict=True)),
+        reverse=True,
+    )
+    out: list[Citation] = []
+    for _, row in ranked:
+        c = cite_row(index, row)
+        if c is not None and not any(_overlaps(c, o) for o in out):
+            out.append(c)
+        if len(out) == n:
+            break
+    return out
+
+
+def group_quotes(index: Index, quotes: Sequence[Quote], named_codes: Sequence[str]) -> list[Group]:
+    """Group quotes into practices: by code when every quote carries a code the question did
+    not name (a code tells what a passage says), else by clustering their span vectors."""
+    interviews = {q.citation.interview_id for q in quotes}
+    if len(interviews) < MIN_GROUPING:
+        return [Group("", "all", tuple(quotes))]
+    named = set(named_codes)
+    specific = [tuple(c for c in q.citation.codes if c not in named) for q in quotes]
+    if all(specific):
+        by_code: dict[str, list[Quote]] = {}
+        counts = Counter(c for codes in specific for c in codes)
+        for q, codes in zip(quotes, specific, strict=True):
+            key = max(codes, key=lambda c: (counts[c], c))
+            by_code.setdefault(key, []).append(q)
+        return _ordered([Group(k, "codes", tuple(v)) for k, v in by_code.items()])
+    from sklearn.cluster import AgglomerativeClustering
+
+    vectors = index.spans.vectors[[q.row for q in quotes]]
+    labels = AgglomerativeClustering(
+        n_clusters=None,
+        metric="cosine",
+        linkage="average",
+        distance_threshold=CLUSTER_DISTANCE,
+    ).fit_predict(vectors)
+    clusters: dict[int, list[Quote]] = {}
+    for q, lab in zip(quotes, labels, strict=True):
+        clusters.setdefault(int(lab), []).append(q)
+    if len(clusters) == 1:
+        return [Group("", "all", tuple(quotes))]
+    texts = {k: " ".join(q.citation.quote for q in v) for k, v in clusters.items()}
+    return _ordered(
+        [Group(_label(texts, k), "cluster", tuple(v)) for k, v in clusters.items()]
+    )
+
+
+def _ordered(groups: list[Group]) -> list[Group]:
+    return sorted(groups, key=lambda g: (-len({q.citation.interview_id for q in g.quotes}),
+                                         -max(q.score for q in g.quotes)))
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z][a-z'-]{2,}", text.lower()) if w not in _STOP]
+
+
+def _label(texts: dict[int, str], key: int, n: int = 3) -> str:
+    """A cluster's most distinctive words (class-based TF-IDF against the other clusters)."""
+    tf = Counter(_words(texts[key]))
+    df = Counter(w for t in texts.values() for w in set(_words(t)))
+    k = len(texts)
+    scored = sorted(tf, key=lambda w: (-tf[w] * np.log(1 + k / df[w]), w))
+    return " · ".join(scored[:n]) or "other"

@@ -1,0 +1,386 @@
+"""The corpus-wide evidence scan: every participant passage of every interview, weighed.
+
+Retrieval returns the ten best passages; a researcher asks which of the 36 interviews speak to a
+question, and "k of N" must be true of all N. So after retrieval, every quotable participant span
+(embedded at index time) and every participant turn in the filtered corpus is scored against the
+question: dense similarity, BM25, coverage of the question's distinctive terms, and the codes the
+researchers applied. Those scores are reduced to a few features per interview, and a small
+calibrated model (two logistic regressions fitted on labelled question–interview pairs, see
+``calibration``) decides whether each interview *discusses* the question, only *touches on* it,
+or is *silent*. Nothing is embedded here but the question itself.
+
+A question that names a tool or method occurring in no transcript ("Snorkel") is caught before
+any of that: similar-sounding passages are then about something else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+
+from .calibration import FEATURES, ScanModel
+from .embedding import Embedder
+from .index import Index, keyword_tokens
+from .language import french_keywords
+from .retrieval import FRAMING_WORDS, RetrievalResult, codes_named
+
+Verdict = Literal["discusses", "touches", "silent"]
+QUOTE_SPAN_WEIGHT = 0.65  # fitted on the seed dev questions (issue 4), kept
+QUOTE_CODE_BONUS = 0.05  # likewise
+QUESTION_WORDS = frozenset(
+    "how what which why who whom whose when where do does did is are was were can could should "
+    "would will have has had in on for according among across any tell give list name".split()
+)
+_TOKEN = re.compile(r"[A-Za-z][\w&+.'-]*[\w+]|[A-Za-z]")
+_WHICH = re.compile(
+    r"^\s*(which|what|how many)\s+(\w+\s+)?(interviewees|participants|interviews|practitioners|"
+    r"respondents|people|teams)\b",
+    re.I,
+)
+_VOCAB_WORD = re.compile(r"[a-z0-9][a-z0-9+#.-]*[a-z0-9+#]|[a-z0-9]")
+
+
+@dataclass(frozen=True)
+class InterviewEvidence:
+    """One interview's standing on one question."""
+
+    interview_id: str
+    verdict: Verdict
+    p_discusses: float
+    p_touches: float
+    features: dict[str, float]
+    spans: tuple[int, ...]  # rows of the index's span table, best first
+    span_scores: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "interview_id": self.interview_id,
+            "verdict": self.verdict,
+            "p_discusses": round(self.p_discusses, 4),
+            "p_touches": round(self.p_touches, 4),
+            "features": {k: round(v, 4) for k, v in self.features.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Scan:
+    question: str
+    interviews: tuple[InterviewEvidence, ...]  # every searched interview, strongest first
+    absent_names: tuple[str, ...] = ()  # named things no transcript mentions
+    absent_words: tuple[str, ...] = ()  # plain question words no transcript uses
+    other_language: tuple[str, ...] = ()  # searched interviews not in English
+    model: str = ""
+
+    @property
+    def discussing(self) -> tuple[InterviewEvidence, ...]:
+        return tuple(e for e in self.interviews if e.verdict == "discusses")
+
+    @property
+    def touching(self) -> tuple[InterviewEvidence, ...]:
+        return tuple(e for e in self.interviews if e.verdict == "touches")
+
+    def coverage(self) -> dict[str, Any]:
+        """What ``ask --json`` reports: who discusses it, who touches on it, out of how many."""
+        return {
+            "interviews": [e.interview_id for e in self.discussing],
+            "touching": [e.interview_id for e in self.touching],
+            "count": len(self.discussing),
+            "of": len(self.interviews),
+            "strength": {e.interview_id: round(e.p_discusses, 3) for e in self.interviews},
+        }
+
+
+@dataclass
+class Scanner:
+    """Scores a question against the whole (filtered) corpus; built once per loaded index."""
+
+    index: Index
+    embedder: Embedder
+    model: ScanModel
+    _fr_cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    # ---- what the index gives once ---------------------------------------------------------
+
+    @cached_property
+    def _chunk_interview(self) -> np.ndarray:
+        ids = {iv: i for i, iv in enumerate(self.index.interviews)}
+        return np.array([ids[c.interview_id] for c in self.index.chunks], dtype=np.int32)
+
+    @cached_property
+    def _codes(self) -> tuple[str, ...]:
+        return tuple(self.index.code_counts())
+
+    @cached_property
+    def _participant(self) -> np.ndarray:
+        return np.array([c.role == "participant" for c in self.index.chunks], dtype=bool)
+
+    @cached_property
+    def _vocabulary(self) -> frozenset[str]:
+        """Every word of every transcript (all speakers), lower case, unstemmed."""
+        words: set[str] = set()
+        for c in self.index.chunks:
+            words.update(_VOCAB_WORD.findall(c.text.lower()))
+        return frozenset(words)
+
+    @cached_property
+    def _squashed_text(self) -> str:
+        return re.sub(r"[^a-z0-9]", "", self._corpus_text)
+
+    @cached_property
+    def _corpus_text(self) -> str:
+        """All transcript text, lower case, one space between words: phrase look-ups."""
+        return " ".join(" ".join(c.text.lower().split()) for c in self.index.chunks)
+
+    # ---- named things ----------------------------------------------------------------------
+
+    def absent_names(self, question: str) -> tuple[str, ...]:
+        """Tools, methods or products the question names that occur in no transcript.
+
+        A name is a run of capitalised or mixed-case words (``Weights & Biases``, ``XGBoost``,
+        ``Monte Carlo``), or a lower-case word the corpus never uses that is not a one-letter
+        typo of a word it does use (``federated``). A multi-word name counts as absent when
+        the phrase is, even if its words occur apart ("great", "expectations").
+        """
+        tokens = [(m.group(), m.start()) for m in _TOKEN.finditer(question)]
+        names: list[str] = []
+        run: list[tuple[int, int]] = []  # (start, end) of each word of the current name
+
+        def flush() -> None:
+            if run:
+                names.append(question[run[0][0] : run[-1][1]].strip(".'"))
+                run.clear()
+
+        end = -1
+        for i, (tok, pos) in enumerate(tokens):
+            low = tok.lower().strip(".'")
+            named = (tok[0].isupper() or any(ch.isupper() for ch in tok[1:])) and not (
+                i == 0 or low in QUESTION_WORDS or low in FRAMING_WORDS or low == "i"
+            )
+            # A name runs over spaces and "&" only: "SHAP / Shapley" is two names.
+            if run and question[end:pos].strip() not in ("", "&"):
+                flush()
+            if named:
+                run.append((pos, pos + len(tok)))
+            else:
+                flush()
+            end = pos + len(tok)
+        flush()
+        return tuple(dict.fromkeys(n for n in names if not self._mentioned(n)))
+
+    def absent_words(self, question: str) -> tuple[str, ...]:
+        """Ordinary lower-case question words no transcript uses (not one-letter typos).
+
+        Not a verdict on their own (in a small corpus many plain words are absent): the model
+        weighs them through ``absent_share``, and the answer says they were not found.
+        """
+        out = []
+        for word in re.findall(r"\b[a-z][a-z-]{4,}\b", question):
+            if word in FRAMING_WORDS or word in QUESTION_WORDS or self._mentioned(word):
+                continue
+            if not self._typo_of_known(word) and keyword_tokens([word])[0]:
+                out.append(word)
+        return tuple(dict.fromkeys(out))
+
+    def _mentioned(self, name: str) -> bool:
+        """Does any transcript use this name, as written or as a transcriber would split it
+        ("LightGBM" / "light GBM", "OpenStreetMap" / "open street map", "W & B" / "W and B")?
+        Exact words, not stems: "Evidently" is not "evidence"."""
+        camel = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+        low = " ".join(name.lower().split())
+        variants = {
+            low,
+            low.replace(" & ", " and "),
+            low.replace("-", " "),
+            " ".join(camel.lower().split()),
+        }
+        vocab = self._vocabulary
+        if any(v in vocab or f"{v}s" in vocab for v in variants if " " not in v):
+            return True
+        text = f" {self._corpus_text} "
+        if any(f" {v} " in text or f" {v}s " in text for v in variants if " " in v):
+            return True
+        squashed = re.sub(r"[^a-z0-9]", "", low)
+        return len(squashed) >= 6 and squashed in self._squashed_text
+
+    def _typo_of_known(self, word: str) -> bool:
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        return (
+            process.extractOne(word, self._vocabulary, scorer=Levenshtein.distance, score_cutoff=1)
+            is not None
+        )
+
+    # ---- the scan --------------------------------------------------------------------------
+
+    def scan(self, result: RetrievalResult, query_vector: np.ndarray | None) -> Scan:
+        index = self.index
+        q = result.question
+        if query_vector is None:  # the filters leave nothing to search
+            return Scan(q, (), self.absent_names(q), model=self.model.digest)
+        allowed = np.fromiter(
+            (result.filters.allows(c) for c in index.chunks), bool, count=len(index.chunks)
+        )
+        allowed &= self._participant
+        searched = [iv for iv in index.interviews if iv in set(result.searched)]
+        other = tuple(iv for iv in searched if index.interviews[iv].language != "en")
+        features, best_spans = self._features(q, query_vector, allowed, searched, other)
+        names = list(features)
+        x = np.array([[features[iv][f] for f in FEATURES] for iv in names], dtype=np.float64)
+        p_d, p_t = self.model.predict(x) if len(names) else (np.zeros(0), np.zeros(0))
+        evidence = []
+        for i, iv in enumerate(names):
+            verdict: Verdict = (
+                "discusses"
+                if p_d[i] >= self.model.t_discusses
+                else "touches"
+                if p_t[i] >= self.model.t_touches
+                else "silent"
+            )
+            rows, scores = best_spans[iv]
+            evidence.append(
+                InterviewEvidence(
+                    iv, verdict, float(p_d[i]), float(p_t[i]), features[iv], rows, scores
+                )
+            )
+        evidence.sort(key=lambda e: -e.p_discusses)
+        return Scan(
+            question=q,
+            interviews=tuple(evidence),
+            absent_names=self.absent_names(q),
+            absent_words=self.absent_words(q),
+            other_language=other,
+            model=self.model.digest,
+        )
+
+    def _french_vector(self, question: str) -> np.ndarray | None:
+        words = french_keywords(question)
+        if not words:
+            return None
+        if words not in self._fr_cache:
+            self._fr_cache[words] = self.embedder.embed_one(words)
+        return self._fr_cache[words]
+
+    def _features(
+        self,
+        question: str,
+        qv: np.ndarray,
+        allowed: np.ndarray,
+        searched: Sequence[str],
+        other_language: Sequence[str],
+    ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[tuple[int, ...], tuple[float, ...]]]]:
+        index = self.index
+        spans = index.spans
+        span_ok = allowed[spans.chunk] if len(spans) else np.zeros(0, bool)
+        span_sim = np.where(span_ok, spans.vectors @ qv, -1.0)
+        chunk_sim = np.where(allowed, index.vectors @ qv, -1.0)
+        expansion = french_keywords(question) if other_language else ""
+        keyword = np.where(allowed, index.keyword_scores(f"{question} {expansion}"), 0.0)
+        if other_language and (fv := self._french_vector(question)) is not None:
+            ids = {index.interviews[iv].id for iv in other_language}
+            in_other = np.array([c.interview_id in ids for c in index.chunks], dtype=bool)
+            span_sim = np.where(
+                span_ok & in_other[spans.chunk], np.maximum(span_sim, spans.vectors @ fv), span_sim
+            )
+            chunk_sim = np.where(
+                allowed & in_other, np.maximum(chunk_sim, index.vectors @ fv), chunk_sim
+            )
+        coverage, absent_share = self._term_coverage(question, allowed)
+        # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
+        asks_which = 1.0 if _WHICH.search(question) else 0.0
+
+        chunk_iv = self._chunk_interview
+        span_iv = chunk_iv[spans.chunk] if len(spans) else np.zeros(0, np.int32)
+        iv_pos = {iv: i for i, iv in enumerate(index.interviews)}
+        best_span = float(span_sim.max()) if len(span_sim) else 0.0
+        best_chunk = float(chunk_sim.max()) if len(chunk_sim) else 0.0
+        best_kw = float(keyword.max()) if len(keyword) else 0.0
+        named_codes = set(codes_named(question, self._codes))
+        best_spans: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}
+        out: dict[str, dict[str, float]] = {}
+        for iv in searched:
+            pos = iv_pos[iv]
+            rows = np.flatnonzero((span_iv == pos) & span_ok)
+            cmask = (chunk_iv == pos) & allowed
+            sims = span_sim[rows] if len(rows) else np.array([-1.0])
+            top = np.sort(sims)[::-1][:5]
+            if len(rows):
+                # The quote: a disfluent sentence is often the answer to a well-matched turn,
+                # so a span's own similarity is mixed with its turn's (weights from issue 4).
+                quote = QUOTE_SPAN_WEIGHT * sims + (1 - QUOTE_SPAN_WEIGHT) * chunk_sim[
+                    spans.chunk[rows]
+                ]
+                if named_codes:  # researchers coded it with what the question names
+                    quote = quote + QUOTE_CODE_BONUS * np.array(
+                        [bool(named_codes & set(index.chunks[c].codes)) for c in spans.chunk[rows]]
+                    )
+                pick = np.argsort(-quote)[:5]
+                best_spans[iv] = (
+                    tuple(int(rows[i]) for i in pick),
+                    tuple(float(quote[i]) for i in pick),
+                )
+            else:
+                best_spans[iv] = ((), ())
+            span_max = float(top[0])
+            kw = float(keyword[cmask].max()) if cmask.any() else 0.0
+            codes = {code for c in np.flatnonzero(cmask) for code in index.chunks[c].codes}
+            out[iv] = {
+                "span_max": span_max,
+                "span_top3": float(top[:3].mean()),
+                "span_gap": span_max - best_span,
+                "chunk_max": float(chunk_sim[cmask].max()) if cmask.any() else -1.0,
+                "chunk_gap": (float(chunk_sim[cmask].max()) if cmask.any() else -1.0) - best_chunk,
+                "bm25_rel": kw / best_kw if best_kw > 0 else 0.0,
+                "bm25_log": math.log1p(kw),
+                "cov_chunk": float(coverage[0][cmask].max()) if cmask.any() else 0.0,
+                "cov_interview": float(coverage[1][pos]),
+                "strong_spans": math.log1p(int((sims >= best_span - 0.1).sum())),
+                "code": 1.0 if named_codes & codes else 0.0,
+                "other_language": 1.0 if iv in other_language else 0.0,
+                "absent_share": absent_share,
+                "asks_which": asks_which,
+            }
+        # Where the interview stands among the searched ones (0 = strongest span).
+        ranked = sorted(out, key=lambda iv: -out[iv]["span_max"])
+        for rank, iv in enumerate(ranked):
+            out[iv]["rank_frac"] = rank / max(1, len(ranked) - 1)
+        return out, best_spans
+
+    def _term_coverage(
+        self, question: str, allowed: np.ndarray
+    ) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+        """IDF-weighted share of the question's distinctive terms in each chunk, and anywhere in
+        each interview; and the share that occurs nowhere. A term no transcript has still counts
+        in the denominator: a question about something absent covers less of itself."""
+        index = self.index
+        n = len(index.chunks)
+        ignore = {t for w in FRAMING_WORDS for t in keyword_tokens([w])[0]}
+        terms = [t for t in dict.fromkeys(keyword_tokens([question])[0]) if t not in ignore]
+        chunk_cov = np.zeros(n)
+        iv_cov = np.zeros(len(index.interviews))
+        if not terms:
+            return (chunk_cov, iv_cov), 0.0
+        vocab = index.bm25.vocab_dict
+        total = missing = 0.0
+        n_iv = len(index.interviews)
+        for t in terms:
+            present = (
+                (np.asarray(index.bm25.get_scores([t])) > 0) & allowed
+                if t in vocab
+                else np.zeros(n, bool)
+            )
+            df = int(present.sum())
+            idf = math.log((n + 1) / (df + 1)) + 1.0
+            total += idf
+            missing += idf if df == 0 else 0.0
+            chunk_cov += idf * present
+            hit = np.zeros(n_iv, bool)
+            hit[self._chunk_interview[present]] = True
+            iv_cov += idf * hit
+        return (chunk_cov / total, iv_cov / total), missing / total
