@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run index test test-fast lint bench eval browser clean
+.PHONY: setup run index test test-fast lint bench eval calibrate browser clean
 
 setup: $(STAMP)
 
@@ -44,8 +44,17 @@ bench: setup
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_load.py
 
+SHARED ?= ../shared/corpus
+
+# Both corpora: the seeds with their questions, the 36 study transcripts with theirs.
 eval: setup
 	$(VENV)/bin/mlqi-rag eval
+	$(VENV)/bin/mlqi-rag eval --corpus $(SHARED)/mlsss-transcripts \
+		--index-dir index/mlsss --questions eval/questions_mlsss.jsonl
+
+# Refit the scan's decision model on the dev questions of both corpora.
+calibrate: setup
+	$(VENV)/bin/mlqi-rag calibrate
 
 clean:
 	rm -rf $(VENV) index/chroma* index/*.json index/bm25*

@@ -32,12 +32,14 @@ FEATURES = (
     "bm25_log",
     "cov_chunk",
     "cov_interview",
+    "key_terms",
     "strong_spans",
     "code",
     "other_language",
     "absent_share",
     "asks_which",
     "rank_frac",
+    "which_key",
 )
 
 
@@ -56,7 +58,11 @@ class ScanModel:
     intercept_touches: float
     t_discusses: float
     t_touches: float
+    t_which: float = -1.0  # "Which interviewees…" questions want every interview: own bar
     report: dict[str, Any] = field(default_factory=dict)
+
+    def threshold(self, asks_which: bool) -> float:
+        return self.t_which if asks_which and self.t_which >= 0 else self.t_discusses
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = (x - self.mean) / self.scale
@@ -79,6 +85,7 @@ class ScanModel:
             },
             "t_discusses": round(self.t_discusses, 6),
             "t_touches": round(self.t_touches, 6),
+            "t_which": round(self.t_which, 6),
         }
 
     @property
@@ -109,6 +116,7 @@ class ScanModel:
                 intercept_touches=float(d["touches"]["intercept"]),
                 t_discusses=float(d["t_discusses"]),
                 t_touches=float(d["t_touches"]),
+                t_which=float(d.get("t_which", -1.0)),
                 report=d.get("report", {}),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -213,6 +221,8 @@ def fit(pairs: Sequence[Pair]) -> ScanModel:
     p_d, p_t = model.predict(x)
     t_d = best_threshold(dev, p_d, 2)
     t_t = best_threshold(dev, p_t, 1)
+    which = [i for i, p in enumerate(dev) if p.features[FEATURES.index("asks_which")] > 0]
+    t_w = best_threshold([dev[i] for i in which], p_d[which], 2) if which else -1.0
     return ScanModel(
         FEATURES,
         mean,
@@ -223,6 +233,7 @@ def fit(pairs: Sequence[Pair]) -> ScanModel:
         model.intercept_touches,
         t_d,
         min(t_t, t_d),  # p_touches >= p_discusses, so a higher bar would never apply
+        t_w,
         report={"C_discusses": c_d, "C_touches": c_t, "dev_pairs": len(dev)},
     )
 
@@ -273,7 +284,8 @@ def decisions(
     prec, rec, f1, abst, false_abst = [], [], [], [], []
     for key, rows in by_q.items():
         gold = {p.interview_id for p, _ in rows if p.label >= 2}
-        pred = {p.interview_id for p, pr in rows if pr >= model.t_discusses}
+        which = rows[0][0].features[FEATURES.index("asks_which")] > 0
+        pred = {p.interview_id for p, pr in rows if pr >= model.threshold(which)}
         if absent and absent.get(key):
             pred = set()
         answerable = rows[0][0].answerable and bool(gold)

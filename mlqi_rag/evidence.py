@@ -126,14 +126,17 @@ def group_quotes(index: Index, quotes: Sequence[Quote], named_codes: Sequence[st
     if len(clusters) == 1:
         return [Group("", "all", tuple(quotes))]
     texts = {k: " ".join(q.citation.quote for q in v) for k, v in clusters.items()}
-    return _ordered(
-        [Group(_label(texts, k), "cluster", tuple(v)) for k, v in clusters.items()]
-    )
+    return _ordered([Group(_label(texts, k), "cluster", tuple(v)) for k, v in clusters.items()])
 
 
 def _ordered(groups: list[Group]) -> list[Group]:
-    return sorted(groups, key=lambda g: (-len({q.citation.interview_id for q in g.quotes}),
-                                         -max(q.score for q in g.quotes)))
+    return sorted(
+        groups,
+        key=lambda g: (
+            -len({q.citation.interview_id for q in g.quotes}),
+            -max(q.score for q in g.quotes),
+        ),
+    )
 
 
 def _words(text: str) -> list[str]:

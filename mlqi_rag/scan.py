@@ -28,7 +28,7 @@ from .calibration import FEATURES, ScanModel
 from .embedding import Embedder
 from .index import Index, keyword_tokens
 from .language import french_keywords
-from .retrieval import FRAMING_WORDS, RetrievalResult, codes_named
+from .retrieval import FRAMING_WORDS, RetrievalResult, asks_for_interviews, codes_named
 
 Verdict = Literal["discusses", "touches", "silent"]
 QUOTE_SPAN_WEIGHT = 0.65  # fitted on the seed dev questions (issue 4), kept
@@ -38,11 +38,6 @@ QUESTION_WORDS = frozenset(
     "would will have has had in on for according among across any tell give list name".split()
 )
 _TOKEN = re.compile(r"[A-Za-z][\w&+.'-]*[\w+]|[A-Za-z]")
-_WHICH = re.compile(
-    r"^\s*(which|what|how many)\s+(\w+\s+)?(interviewees|participants|interviews|practitioners|"
-    r"respondents|people|teams)\b",
-    re.I,
-)
 _VOCAB_WORD = re.compile(r"[a-z0-9][a-z0-9+#.-]*[a-z0-9+#]|[a-z0-9]")
 
 
@@ -236,11 +231,12 @@ class Scanner:
         p_d, p_t = self.model.predict(x) if len(names) else (np.zeros(0), np.zeros(0))
         evidence = []
         for i, iv in enumerate(names):
+            bar = self.model.threshold(features[iv]["asks_which"] > 0)
             verdict: Verdict = (
                 "discusses"
-                if p_d[i] >= self.model.t_discusses
+                if p_d[i] >= bar
                 else "touches"
-                if p_t[i] >= self.model.t_touches
+                if p_t[i] >= min(self.model.t_touches, bar)
                 else "silent"
             )
             rows, scores = best_spans[iv]
@@ -293,7 +289,7 @@ class Scanner:
             )
         coverage, absent_share = self._term_coverage(question, allowed)
         # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
-        asks_which = 1.0 if _WHICH.search(question) else 0.0
+        asks_which = 1.0 if asks_for_interviews(question) else 0.0
 
         chunk_iv = self._chunk_interview
         span_iv = chunk_iv[spans.chunk] if len(spans) else np.zeros(0, np.int32)
@@ -313,9 +309,10 @@ class Scanner:
             if len(rows):
                 # The quote: a disfluent sentence is often the answer to a well-matched turn,
                 # so a span's own similarity is mixed with its turn's (weights from issue 4).
-                quote = QUOTE_SPAN_WEIGHT * sims + (1 - QUOTE_SPAN_WEIGHT) * chunk_sim[
-                    spans.chunk[rows]
-                ]
+                quote = (
+                    QUOTE_SPAN_WEIGHT * sims
+                    + (1 - QUOTE_SPAN_WEIGHT) * chunk_sim[spans.chunk[rows]]
+                )
                 if named_codes:  # researchers coded it with what the question names
                     quote = quote + QUOTE_CODE_BONUS * np.array(
                         [bool(named_codes & set(index.chunks[c].codes)) for c in spans.chunk[rows]]
@@ -340,11 +337,15 @@ class Scanner:
                 "bm25_log": math.log1p(kw),
                 "cov_chunk": float(coverage[0][cmask].max()) if cmask.any() else 0.0,
                 "cov_interview": float(coverage[1][pos]),
+                "key_terms": float(coverage[2][pos]),
                 "strong_spans": math.log1p(int((sims >= best_span - 0.1).sum())),
                 "code": 1.0 if named_codes & codes else 0.0,
                 "other_language": 1.0 if iv in other_language else 0.0,
                 "absent_share": absent_share,
                 "asks_which": asks_which,
+                # A "which…" question is about its topic words: the fitted weight of this
+                # product lets the topic count more there than for a "how" question.
+                "which_key": asks_which * float(coverage[2][pos]),
             }
         # Where the interview stands among the searched ones (0 = strongest span).
         ranked = sorted(out, key=lambda iv: -out[iv]["span_max"])
@@ -354,21 +355,24 @@ class Scanner:
 
     def _term_coverage(
         self, question: str, allowed: np.ndarray
-    ) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float]:
         """IDF-weighted share of the question's distinctive terms in each chunk, and anywhere in
-        each interview; and the share that occurs nowhere. A term no transcript has still counts
-        in the denominator: a question about something absent covers less of itself."""
+        each interview; the share of its two rarest terms (the topic: "COVID", "outliers") each
+        interview uses; and the share that occurs nowhere. A term no transcript has still
+        counts in the denominator: a question about something absent covers less of itself."""
         index = self.index
         n = len(index.chunks)
         ignore = {t for w in FRAMING_WORDS for t in keyword_tokens([w])[0]}
         terms = [t for t in dict.fromkeys(keyword_tokens([question])[0]) if t not in ignore]
         chunk_cov = np.zeros(n)
         iv_cov = np.zeros(len(index.interviews))
+        key = np.zeros(len(index.interviews))
         if not terms:
-            return (chunk_cov, iv_cov), 0.0
+            return (chunk_cov, iv_cov, key), 0.0
         vocab = index.bm25.vocab_dict
         total = missing = 0.0
         n_iv = len(index.interviews)
+        found: list[tuple[float, np.ndarray]] = []
         for t in terms:
             present = (
                 (np.asarray(index.bm25.get_scores([t])) > 0) & allowed
@@ -383,4 +387,9 @@ class Scanner:
             hit = np.zeros(n_iv, bool)
             hit[self._chunk_interview[present]] = True
             iv_cov += idf * hit
-        return (chunk_cov / total, iv_cov / total), missing / total
+            if df:
+                found.append((idf, hit))
+        rarest = sorted(found, key=lambda f: -f[0])[:2]
+        for _, hit in rarest:
+            key += hit / len(rarest)
+        return (chunk_cov / total, iv_cov / total, key), missing / total
