@@ -140,26 +140,28 @@ def test_ask_json_has_coverage(seed_index: Settings) -> None:
 @pytest.mark.slow
 def test_which_interviews_gets_the_complete_list(mlsss_pipeline: Pipeline) -> None:
     answer = mlsss_pipeline.engine("extractive").answer(
-        "Which participants talk about the COVID-19 pandemic affecting their data or models?"
+        "Which participants describe monitoring for data drift in production?"
     )
     cov = answer.coverage
     assert cov["of"] == 36
-    gold = {"3", "9", "15", "16", "20", "25", "38"}
+    gold = {"13", "20", "30", "36", "38"}  # read and grepped: eval/questions_mlsss.jsonl m010
     got = set(cov["interviews"])
-    assert len(got & gold) / len(gold) >= 0.7, got
+    assert gold <= got and len(gold) / len(got) >= 0.5, got
     assert cov["count"] == len(got)
-    assert f"{len(got)} of 36 interviews discuss this" in answer.text
-    cited = {c.interview_id for c in answer.citations}
-    assert cited == got  # every discussing interview gets its quote
+    assert answer.text.startswith(f"{len(got)} of 36 interviews discuss this")
+    assert {c.interview_id for c in answer.citations} == got  # each one quoted
+    assert not set(cov["touching"]) & got
 
 
 @pytest.mark.slow
 def test_evidence_groups_into_practices(mlsss_pipeline: Pipeline) -> None:
     answer = mlsss_pipeline.engine("extractive").answer(
-        "How do interviewees deal with missing values or gaps in their data?"
+        "Which interviewees talk about problems with weather data?"
     )
     assert answer.coverage["count"] >= 4
-    assert "theme " in answer.text  # clusters of the evidence, labelled
+    themes = [ln for ln in answer.text.splitlines() if ln.startswith("theme ")]
+    assert len(themes) >= 2, answer.text  # clusters of the evidence, each labelled
+    assert "weather" in themes[0]
 
 
 @pytest.mark.slow
