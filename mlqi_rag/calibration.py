@@ -33,6 +33,7 @@ FEATURES = (
     "cov_chunk",
     "cov_interview",
     "key_terms",
+    "key_count",
     "strong_spans",
     "code",
     "other_language",

@@ -338,6 +338,7 @@ class Scanner:
                 "cov_chunk": float(coverage[0][cmask].max()) if cmask.any() else 0.0,
                 "cov_interview": float(coverage[1][pos]),
                 "key_terms": float(coverage[2][pos]),
+                "key_count": float(coverage[3][pos]),
                 "strong_spans": math.log1p(int((sims >= best_span - 0.1).sum())),
                 "code": 1.0 if named_codes & codes else 0.0,
                 "other_language": 1.0 if iv in other_language else 0.0,
@@ -355,7 +356,7 @@ class Scanner:
 
     def _term_coverage(
         self, question: str, allowed: np.ndarray
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float]:
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]:
         """IDF-weighted share of the question's distinctive terms in each chunk, and anywhere in
         each interview; the share of its two rarest terms (the topic: "COVID", "outliers") each
         interview uses; and the share that occurs nowhere. A term no transcript has still
@@ -367,12 +368,13 @@ class Scanner:
         chunk_cov = np.zeros(n)
         iv_cov = np.zeros(len(index.interviews))
         key = np.zeros(len(index.interviews))
+        key_count = np.zeros(len(index.interviews))
         if not terms:
-            return (chunk_cov, iv_cov, key), 0.0
+            return (chunk_cov, iv_cov, key, key_count), 0.0
         vocab = index.bm25.vocab_dict
         total = missing = 0.0
         n_iv = len(index.interviews)
-        found: list[tuple[float, np.ndarray]] = []
+        found: list[tuple[float, np.ndarray, np.ndarray]] = []
         for t in terms:
             present = (
                 (np.asarray(index.bm25.get_scores([t])) > 0) & allowed
@@ -388,8 +390,10 @@ class Scanner:
             hit[self._chunk_interview[present]] = True
             iv_cov += idf * hit
             if df:
-                found.append((idf, hit))
+                counts = np.bincount(self._chunk_interview[present], minlength=n_iv)
+                found.append((idf, hit, counts))
         rarest = sorted(found, key=lambda f: -f[0])[:2]
-        for _, hit in rarest:
+        for _, hit, counts in rarest:
             key += hit / len(rarest)
-        return (chunk_cov / total, iv_cov / total, key), missing / total
+            key_count += np.log1p(counts) / len(rarest)
+        return (chunk_cov / total, iv_cov / total, key, key_count), missing / total
