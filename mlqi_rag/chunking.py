@@ -145,6 +145,15 @@ def _context_line(turn: Turn) -> str:
     return f"{turn.speaker}: {' '.join(p.text for p in turn.paragraphs)}"
 
 
+def _coded(paras: Sequence[Paragraph]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each coder's codes over the paragraphs, coders in order of first appearance."""
+    by: dict[str, dict[str, None]] = {}
+    for p in paras:
+        for coder, codes in p.coded:
+            by.setdefault(coder, {}).update(dict.fromkeys(codes))
+    return tuple((coder, tuple(codes)) for coder, codes in by.items())
+
+
 def chunk_interview(
     interview: Interview, source: str, params: ChunkParams | None = None
 ) -> list[Chunk]:
@@ -174,14 +183,10 @@ def chunk_interview(
         ):
             segments = _merge_contiguous(group, source)
             text = "\n\n".join(source[s:e] for s, e in segments)
-            codes = tuple(
-                dict.fromkeys(
-                    c
-                    for p in turn.paragraphs
-                    if any(p.start < e and s < p.end for s, e in segments)
-                    for c in p.codes
-                )
-            )
+            paras = [
+                p for p in turn.paragraphs if any(p.start < e and s < p.end for s, e in segments)
+            ]
+            codes = tuple(dict.fromkeys(c for p in paras for c in p.codes))
             chunks.append(
                 Chunk(
                     id=f"{interview.id}:t{turn.index}:c{n}",
@@ -196,6 +201,7 @@ def chunk_interview(
                     source=interview.source,
                     segments=segments,
                     token_count=count_tokens(text),
+                    coded=_coded(paras),
                 )
             )
         context = [turn]

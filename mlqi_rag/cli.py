@@ -143,6 +143,14 @@ def _filter_options(fn: F) -> F:
     fn = click.option(
         "--label", "labels", multiple=True, help="Only interviews with this label/coder."
     )(fn)
+    # Read by ``_filters`` from the context, so the commands' signatures stay as they are.
+    fn = click.option(
+        "--coder",
+        default="",
+        expose_value=False,
+        callback=lambda ctx, _param, value: ctx.meta.__setitem__("mlqi_coder", value or ""),
+        help="With --code: match this coder's own codes, not the reconciled ones.",
+    )(fn)
     fn = click.option(
         "--include-interviewer",
         is_flag=True,
@@ -167,6 +175,7 @@ def _filters(
         codes_mode="all" if all_codes else "any",
         roles=roles,
         labels=labels,
+        coder=click.get_current_context().meta.get("mlqi_coder", ""),
     )
 
 
@@ -582,3 +591,13 @@ def calibrate(
             f"{f}={w:+.2f}" for f, w in zip(model.features, model.coef_discusses, strict=True)
         )
     )
+
+
+from .cli_coders import agreement  # noqa: E402 - registered last: it imports this module
+
+cli.add_command(agreement)
+
+
+from .cli_suggest import suggest  # noqa: E402
+
+cli.add_command(suggest)

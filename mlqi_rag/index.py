@@ -211,6 +211,7 @@ def _chunk_from_dict(d: dict[str, Any]) -> Chunk:
         source=d["source"],
         segments=tuple((s, e) for s, e in d["segments"]),
         token_count=d["token_count"],
+        coded=tuple((k, tuple(v)) for k, v in d.get("coded", {}).items()),
     )
 
 

@@ -219,19 +219,102 @@ def _iv_list(pipe: Pipeline, ids: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+VERDICTS = ("discusses", "touches", "silent")
+_VERDICT_WORD = {"discusses": "discusses", "touches": "touches on it", "silent": "silent"}
+
+
+def _scope(filters: Filters | None) -> str:
+    if filters is None:
+        return ""
+    scope = []
+    if filters.codes:
+        joiner = " and " if filters.codes_mode == "all" else " or "
+        coder = f" (coded by {esc(filters.coder)})" if filters.coder else ""
+        scope.append("codes " + joiner.join(esc(c) for c in filters.codes) + coder)
+    scope.append("participant speech only" if filters.roles else "all speakers")
+    return f" ({'; '.join(scope)})"
+
+
+def _pct(p: float) -> str:
+    return f"{round(100 * p)}%"
+
+
+def coverage_header(answer: Answer) -> str:
+    """ "7 of 36 interviews discuss this; 3 more touch on it", counted over every interview
+    searched (the evidence scan), not only the ones quoted."""
+    counts = {v: 0 for v in VERDICTS}
+    for e in answer.evidence:
+        verdict = str(e.get("verdict", "silent"))
+        counts[verdict] = counts.get(verdict, 0) + 1
+    n, d, t = len(answer.evidence), counts["discusses"], counts["touches"]
+    text = (
+        f"{d} of {n} interview{'s' if n != 1 else ''} {'discusses' if d == 1 else 'discuss'} this"
+    )
+    if t:
+        text += f"; {t} {'more ' if d else ''}touch{'es' if t == 1 else ''} on it"
+    return text
+
+
+def coverage_strip(pipe: Pipeline, answer: Answer) -> str:
+    """One cell per searched interview: its verdict (colour) and P(discusses) (bar, percent).
+
+    Ordered discusses → touches → silent, strongest first within each; plain spans, so a few
+    hundred interviews stay a few kilobytes and wrap onto a handful of lines.
+    """
+    rank = {v: i for i, v in enumerate(VERDICTS)}
+    rows = sorted(
+        answer.evidence,
+        key=lambda e: (rank.get(str(e.get("verdict")), 3), -float(e.get("p_discusses", 0.0))),
+    )
+    cells = []
+    for e in rows:
+        iv_id = str(e.get("interview_id", ""))
+        verdict = str(e.get("verdict", "silent"))
+        verdict = verdict if verdict in rank else "silent"
+        p_d = float(e.get("p_discusses", 0.0))
+        p_t = float(e.get("p_touches", 0.0))
+        iv = pipe.index.interviews.get(iv_id)
+        name = interview_name(iv) if iv else f"Interview {iv_id}"
+        title = (
+            f"{name}: {_VERDICT_WORD[verdict]} · P(discusses) {_pct(p_d)}, P(touches) {_pct(p_t)}"
+        )
+        cells.append(
+            f'<span class="cov-cell cov-{verdict}" data-interview="{esc(iv_id)}" '
+            f'data-verdict="{verdict}" data-strength="{p_d:.3f}" title="{esc(title)}">'
+            f'<span class="cov-id">{esc(iv_id)}</span><span class="cov-pct">{_pct(p_d)}</span>'
+            f'<span class="cov-bar"><span style="width: {min(100.0, max(0.0, 100 * p_d)):.0f}%">'
+            "</span></span></span>"
+        )
+    legend = (
+        '<span class="cov-legend"><span class="cov-key cov-discusses"></span>discusses '
+        '<span class="cov-key cov-touches"></span>touches on it '
+        '<span class="cov-key cov-silent"></span>silent · % = P(discusses)</span>'
+    )
+    return f'<div class="cov-strip">{"".join(cells)}</div>{legend}'
+
+
 def coverage_html(pipe: Pipeline, answer: Answer, filters: Filters | None = None) -> str:
-    """Which interviews support the answer, and which were searched (under which filters)."""
+    """Which interviews discuss the question (every one searched, from the evidence scan), which
+    are quoted, and under which filters."""
     searched = answer.interviews_searched
     cited = answer.interviews_cited
     seconds = answer.settings.get("seconds")
     timing = f" · {seconds:.1f} s" if isinstance(seconds, int | float) else ""
-    scope = []
-    if filters is not None:
-        if filters.codes:
-            joiner = " and " if filters.codes_mode == "all" else " or "
-            scope.append("codes " + joiner.join(esc(c) for c in filters.codes))
-        scope.append("participant speech only" if filters.roles else "all speakers")
-    scope_txt = f" ({'; '.join(scope)})" if scope else ""
+    scope_txt = _scope(filters)
+    attrs = f'data-cited="{esc(",".join(cited))}" data-searched="{esc(",".join(searched))}"'
+    if answer.evidence:
+        discussing = [
+            str(e.get("interview_id")) for e in answer.evidence if e.get("verdict") == "discusses"
+        ]
+        quoted = f"quoted: {_iv_list(pipe, cited)}" if cited else "nothing quoted"
+        return (
+            f'<div class="coverage" {attrs} data-discussing="{esc(",".join(discussing))}">'
+            f'<div class="cov-head"><span class="cov-count">{esc(coverage_header(answer))}'
+            f"</span></div>{coverage_strip(pipe, answer)}"
+            f'<div class="cov-foot"><span class="cov-searched">Searched {len(searched)} '
+            f"interview{'s' if len(searched) != 1 else ''}{scope_txt}</span> · {quoted} · "
+            f"engine {esc(answer.engine)}{timing}</div></div>"
+        )
     if not searched:
         support = '<span class="cov-none">No passage matches these filters</span>'
     elif answer.abstained or not cited:
@@ -245,8 +328,7 @@ def coverage_html(pipe: Pipeline, answer: Answer, filters: Filters | None = None
             f"interviews searched:</span> {_iv_list(pipe, cited)}"
         )
     return (
-        f'<div class="coverage" data-cited="{esc(",".join(cited))}" '
-        f'data-searched="{esc(",".join(searched))}">'
+        f'<div class="coverage" {attrs}>'
         f'{support}. <span class="cov-searched">Searched: {_iv_list(pipe, searched) or "none"}'
         f"{scope_txt}</span> · engine {esc(answer.engine)}{timing}</div>"
     )
@@ -264,6 +346,8 @@ CORPUS_HEADERS = [
     "Participant words",
     "Coded",
     "Distinct codes",
+    "Coders",
+    "Coded copies",
 ]
 
 
@@ -286,6 +370,8 @@ def corpus_rows(pipe: Pipeline) -> list[list[Any]]:
                 sum(_words(t.text) for t in part),
                 "yes" if iv.codes else "no",
                 len(iv.codes),
+                ", ".join(iv.coders),
+                len(iv.copies),
             ]
         )
     return rows
@@ -317,27 +403,47 @@ def coded_passages(pipe: Pipeline, code: str) -> list[Passage]:
     return out
 
 
-def code_matrix(pipe: Pipeline) -> tuple[list[str], list[Interview], dict[tuple[str, str], int]]:
-    """Codes × interviews → number of coded passages (turns carrying the code)."""
+def _turn_codes(t: Turn, coder: str) -> tuple[str, ...]:
+    if not coder:
+        return t.codes
+    return tuple(dict.fromkeys(c for p in t.paragraphs for c in p.codes_by(coder)))
+
+
+def code_matrix(
+    pipe: Pipeline, coder: str = ""
+) -> tuple[list[str], list[Interview], dict[tuple[str, str], int]]:
+    """Codes × interviews → number of coded passages (turns carrying the code); with ``coder``,
+    that coder's own codes instead of the reader's."""
     ivs = sorted_interviews(pipe)
     counts: dict[tuple[str, str], int] = {}
     for iv in ivs:
         for t in iv.turns:
-            for code in t.codes:
+            for code in _turn_codes(t, coder):
                 counts[(code, iv.id)] = counts.get((code, iv.id), 0) + 1
     codes = sorted({code for code, _ in counts}, key=str.lower)
     return codes, ivs, counts
 
 
-def code_heatmap_html(pipe: Pipeline) -> str:
-    codes, ivs, counts = code_matrix(pipe)
+def code_heatmap_html(pipe: Pipeline, coder: str = "") -> str:
+    codes, ivs, counts = code_matrix(pipe, coder)
     if not codes:
-        return '<div class="heatmap-empty">No interview carries qualitative codes.</div>'
+        whose = f" coded by {esc(coder)}" if coder else ""
+        return (
+            f'<div class="heatmap-empty" data-coder="{esc(coder)}">No interview carries '
+            f"qualitative codes{whose}.</div>"
+        )
     top = max(counts.values())
+
+    def note(iv: Interview) -> str:
+        if coder:
+            missing = "" if coder in iv.coders else f"not coded by {coder}"
+        else:
+            missing = "" if iv.codes else "uncoded"
+        return esc(" · ".join(x for x in (iv.label, missing) if x))
+
     head = "".join(
         f'<th data-interview="{esc(iv.id)}" title="{esc(interview_name(iv))}">'
-        f"{esc(iv.id)}<br><small>{esc(iv.label)}"
-        f"{'' if iv.codes else ' · uncoded'}</small></th>"
+        f"{esc(iv.id)}<br><small>{note(iv)}</small></th>"
         for iv in ivs
     )
     body = []
@@ -360,11 +466,13 @@ def code_heatmap_html(pipe: Pipeline) -> str:
             f'<td class="heat-total">{total}</td></tr>'
         )
     return (
-        '<div class="heatmap-wrap"><table class="heatmap">'
+        f'<div class="heatmap-wrap" data-coder="{esc(coder)}"><table class="heatmap">'
         f'<thead><tr><th class="heat-corner">Code \\ interview</th>{head}'
         "<th>Total</th></tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
-        '<div class="heat-note">Cells count coded passages (turns carrying the code).</div></div>'
+        '<div class="heat-note">Cells count coded passages (turns carrying the code'
+        + (f", as coded by {esc(coder)}" if coder else ", as a reader sees them")
+        + ").</div></div>"
     )
 
 
@@ -432,3 +540,25 @@ def corpus_summary(pipe: Pipeline) -> str:
         f"{len(pipe.index.chunks)} indexed passages · {n_codes} codes · "
         f"index `{pipe.index.generation}`"
     )
+
+
+COVERAGE_CSS = """
+.coverage .cov-head { font-weight: 600; margin-bottom: 4px; }
+.cov-strip { display: flex; flex-wrap: wrap; gap: 3px; margin: 4px 0; }
+.cov-cell {
+  display: inline-flex; flex-direction: column; min-width: 40px; padding: 2px 4px 3px;
+  border-radius: 4px; font-size: 0.72rem; line-height: 1.15; border: 1px solid transparent;
+}
+.cov-cell .cov-id { font-weight: 700; }
+.cov-cell .cov-pct { font-variant-numeric: tabular-nums; opacity: 0.85; }
+.cov-bar { display: block; height: 3px; background: rgba(0, 0, 0, 0.1); border-radius: 2px; }
+.cov-bar > span { display: block; height: 3px; border-radius: 2px; background: currentColor; }
+.cov-discusses { background: #dcfce7; color: #14532d; border-color: #86efac; }
+.cov-touches { background: #fef9c3; color: #713f12; border-color: #fde047; }
+.cov-silent { background: var(--background-fill-primary); color: #64748b;
+  border-color: var(--border-color-primary); }
+.cov-legend { font-size: 0.75rem; color: var(--body-text-color-subdued); }
+.cov-key { display: inline-block; width: 10px; height: 10px; border-radius: 2px;
+  vertical-align: middle; margin: 0 2px 0 6px; border: 1px solid; }
+.cov-foot { font-size: 0.8rem; color: var(--body-text-color-subdued); margin-top: 4px; }
+"""

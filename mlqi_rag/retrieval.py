@@ -35,6 +35,8 @@ class Filters:
     codes_mode: str = "any"  # any | all
     roles: tuple[Role, ...] = ("participant",)
     labels: tuple[str, ...] = ()
+    # With a coder, ``codes`` match that coder's own codes (``Chunk.coded``), not the reader's.
+    coder: str = ""
 
     def allows(self, c: Chunk) -> bool:
         if self.interviews and c.interview_id not in self.interviews:
@@ -44,7 +46,7 @@ class Filters:
         if self.labels and c.label not in self.labels:
             return False
         if self.codes:
-            have = set(c.codes)
+            have = set(c.codes_by(self.coder) if self.coder else c.codes)
             if self.codes_mode == "all" and not set(self.codes) <= have:
                 return False
             if self.codes_mode != "all" and not have & set(self.codes):
@@ -60,7 +62,7 @@ class Filters:
             clauses.append({"role": {"$in": list(self.roles)}})
         if self.labels:
             clauses.append({"label": {"$in": list(self.labels)}})
-        if self.codes:
+        if self.codes and not self.coder:  # a coder's codes are not in the metadata: post-filter
             code_clauses = [{"codes": {"$contains": code}} for code in self.codes]
             if len(code_clauses) == 1:
                 clauses.append(code_clauses[0])
@@ -77,6 +79,18 @@ FRAMING_WORDS = frozenset(
     "respondents people person team teams company companies interview interviews organisation "
     "organization organisations organizations".split()
 )
+
+
+_WHICH = re.compile(
+    r"^\s*(which|what|how many)\s+(\w+\s+)?(interviewees|participants|interviews|practitioners|"
+    r"respondents|people|teams)\b",
+    re.I,
+)
+
+
+def asks_for_interviews(question: str) -> bool:
+    """ "Which interviewees talk about X?" wants every interview that does, not the best one."""
+    return bool(_WHICH.search(question))
 
 
 @dataclass(frozen=True)
@@ -167,8 +181,22 @@ def check_filters(index: Index, filters: Filters) -> None:
             f"unknown interview {', '.join(unknown)}: the index holds "
             f"{', '.join(sorted(known_ivs, key=_id_order))}"
         )
+    if filters.coder:
+        coders = index_coders(index)
+        if filters.coder not in coders:
+            raise QuestionError(
+                f"unknown coder {filters.coder!r}; known: {', '.join(coders) or 'none'}"
+                + ("" if coders else " (no interview in this corpus has coded copies)")
+            )
+        if not any(c.coded for c in index.chunks):  # built before chunks kept each coder's codes
+            raise QuestionError(
+                f"the index at {index.settings.index_dir} has no per-coder codes — "
+                "run `mlqi-rag index --force` to rebuild it"
+            )
     if filters.codes:
-        counts = index.code_counts()
+        counts = (
+            index.code_counts() if not filters.coder else coder_code_counts(index, filters.coder)
+        )
         if not counts:
             raise QuestionError(
                 f"--code {filters.codes[0]}: no interview in this corpus carries codes "
@@ -185,6 +213,21 @@ def check_filters(index: Index, filters: Filters) -> None:
             raise QuestionError(
                 f"unknown label/coder {unknown[0]!r}; known: {', '.join(sorted(labels - {''}))}"
             )
+
+
+def index_coders(index: Index) -> tuple[str, ...]:
+    """Every coder of the indexed interviews by name, the reconciled copy ("moderation") last."""
+    names = {c for iv in index.interviews.values() for c in iv.coders}
+    return tuple(sorted(names, key=lambda c: (c == "moderation", c.lower())))
+
+
+def coder_code_counts(index: Index, coder: str) -> dict[str, int]:
+    """Like ``Index.code_counts``, over one coder's own codes."""
+    counts: dict[str, int] = {}
+    for c in index.chunks:
+        for code in c.codes_by(coder):
+            counts[code] = counts.get(code, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _id_order(iv: str) -> tuple[int, int | str]:
@@ -233,7 +276,11 @@ class Retriever:
         n = min(max(s.candidates, k * 3), int(mask.sum()))
 
         qv = self.embedder.embed_one(q)
-        dense = self.index.dense(qv, n, filters.where())
+        if filters.coder and filters.codes:
+            # A coder's codes are not Chroma metadata: exact cosine over the allowed chunks.
+            dense = self._dense_masked(qv, n, mask)
+        else:
+            dense = self.index.dense(qv, n, filters.where())
         keyword = np.where(mask, self.index.keyword_scores(q), 0.0)
         kw_order = [int(i) for i in np.argsort(-keyword, kind="stable")[:n] if keyword[i] > 0]
 
@@ -245,7 +292,9 @@ class Retriever:
                 if set(chunks[pos].codes) & set(matched):
                     fused[pos] *= 1.0 + s.code_boost
         order = sorted(fused, key=lambda p: -fused[p])
-        picked = self._diverse(order, k, single_interview=len(filters.interviews) == 1)
+        # A "which interviewees…" question lists interviews: one passage each, as many as fit.
+        cap = 1 if asks_for_interviews(q) else s.per_interview_cap
+        picked = self._diverse(order, k, single_interview=len(filters.interviews) == 1, cap=cap)
         hits = tuple(
             Hit(
                 chunk=chunks[p],
@@ -268,6 +317,11 @@ class Retriever:
             filters=filters,
             query_vector=qv,
         )
+
+    def _dense_masked(self, qv: np.ndarray, n: int, mask: np.ndarray) -> list[tuple[int, float]]:
+        sims = np.where(mask, self.index.vectors @ qv, -np.inf)
+        order = np.argsort(-sims, kind="stable")[:n]
+        return [(int(p), float(sims[p])) for p in order if mask[p]]
 
     def _fuse(
         self,
@@ -296,8 +350,7 @@ class Retriever:
             fused[pos] = (1.0 - w) * d + w * kw
         return fused
 
-    def _diverse(self, order: list[int], k: int, single_interview: bool) -> list[int]:
-        cap = self.settings.per_interview_cap
+    def _diverse(self, order: list[int], k: int, single_interview: bool, cap: int) -> list[int]:
         if single_interview or cap <= 0:
             return order[:k]
         picked: list[int] = []
@@ -336,6 +389,7 @@ class Retriever:
             "codes_mode": filters.codes_mode,
             "roles": list(filters.roles),
             "labels": list(filters.labels),
+            "coder": filters.coder,
             "index": self.index.generation,
             "fingerprint": s.index_fingerprint(),
             "settings_hash": s.settings_hash(),

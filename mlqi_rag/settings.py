@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     def index_fingerprint(self) -> str:
         """Hash of the settings that shape the stored index (a change rebuilds it)."""
         shaping = {
-            "index_format": 2,  # 2: quotable spans embedded at index time
+            "index_format": 3,  # 2: quotable spans embedded at index time; 3: codes per coder
             "model": self.model_name(),
             "chunk_max_tokens": self.chunk_max_tokens,
             "chunk_min_tokens": self.chunk_min_tokens,

@@ -129,6 +129,11 @@ class Chunk:
     source: str
     segments: tuple[tuple[int, int], ...]
     token_count: int
+    # each coder's own codes on the chunk's paragraphs, ``(coder, codes)`` per coder
+    coded: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def codes_by(self, coder: str) -> tuple[str, ...]:
+        return next((codes for name, codes in self.coded if name == coder), ())
 
     @property
     def start(self) -> int:
@@ -146,6 +151,7 @@ class Chunk:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["codes"] = list(self.codes)
+        d["coded"] = {coder: list(codes) for coder, codes in self.coded}
         d["segments"] = [list(s) for s in self.segments]
         d["start"], d["end"] = self.start, self.end
         return d

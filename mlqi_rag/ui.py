@@ -22,6 +22,7 @@ from .export import escape_markdown, normalise_format, unique_citations, write_e
 from .guard import ExportRegistry, attach_exports
 from .render import (
     CORPUS_HEADERS,
+    COVERAGE_CSS,
     code_heatmap_html,
     code_passage_choices,
     code_passages_html,
@@ -37,9 +38,12 @@ from .render import (
     pending_evidence_html,
     sorted_interviews,
 )
+from .render_coders import CSS as CODERS_CSS
+from .render_coders import coder_choices, corpus_agreement
 from .retrieval import Filters
 from .settings import Settings
 from .types import Answer, Citation
+from .ui_coders import agreement_panel
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -94,12 +98,14 @@ def make_filters(
     codes: Sequence[str] | None = None,
     participant_only: bool = True,
     codes_mode: str = "any",
+    coder: str | None = "",
 ) -> Filters:
     return Filters(
         interviews=tuple(str(i) for i in interviews or ()),
         codes=tuple(codes or ()),
         codes_mode="all" if codes_mode == "all" else "any",
         roles=("participant",) if participant_only else (),
+        coder=coder or "",
     )
 
 
@@ -131,6 +137,7 @@ def respond(
     engine: str | None = None,
     k: int | float | None = None,
     codes_mode: str = "any",
+    coder: str | None = "",
 ) -> Iterator[ChatUpdate]:
     """Answer ``question``: yields the chat as the answer streams in, then the final state.
 
@@ -140,7 +147,7 @@ def respond(
     """
     base = list(history or [])
     q = " ".join((question or "").split())
-    filters = make_filters(interviews, codes, participant_only, codes_mode)
+    filters = make_filters(interviews, codes, participant_only, codes_mode, coder)
     chat = base + [_msg("user", chat_text(q))] if q else base
     try:
         name = engine or pipe.settings.engine
@@ -232,8 +239,14 @@ def interview_choices(pipe: Pipeline) -> list[tuple[str, str]]:
 
 
 def code_choices(pipe: Pipeline) -> list[tuple[str, str]]:
-    """``("Data-missing-values (4)", "Data-missing-values")``: counts are indexed passages."""
-    return [(f"{code} ({n})", code) for code, n in pipe.index.code_counts().items()]
+    """``("Data-missing-values (4)", "Data-missing-values")``: counts are indexed passages; a
+    code only some coder used (not the reader's codes) is offered for the coder filter."""
+    counts = pipe.index.code_counts()
+    choices = [(f"{code} ({n})", code) for code, n in counts.items()]
+    extra = sorted(
+        {code for c in pipe.index.chunks for _, cs in c.coded for code in cs} - set(counts)
+    )
+    return choices + [(f"{code} (a coder's only)", code) for code in extra]
 
 
 def engine_choices(settings: Settings) -> list[str]:
@@ -245,7 +258,8 @@ def engine_choices(settings: Settings) -> list[str]:
 
 # ---- the Gradio app ------------------------------------------------------------------------------
 
-CSS = """
+CSS = (
+    """
 .gradio-container { max-width: 1500px !important; }
 #app-header h1 { margin-bottom: 0; font-size: 1.45rem; }
 #app-header p { margin-top: 2px; color: var(--body-text-color-subdued); }
@@ -314,6 +328,9 @@ CSS = """
 .passage-text p { margin: 0 0 4px; }
 #export-status { font-size: 0.85rem; }
 """
+    + COVERAGE_CSS
+    + CODERS_CSS
+)
 
 
 def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
@@ -325,6 +342,8 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
     engines = engine_choices(settings)
     default_engine = settings.engine if settings.engine in engines else "extractive"
     exports = ExportRegistry()
+    coded = any(iv.coders for iv in pipe.index.interviews.values())
+    agreement = corpus_agreement(pipe.index.interviews.values()) if coded else None
 
     def on_submit(
         question: str,
@@ -336,10 +355,20 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
         participant_only: bool,
         engine: str,
         k: float,
+        coder: str | None,
     ) -> Iterator[tuple[Any, ...]]:
         session = session or SessionQuotes()
         for up in respond(
-            pipe, question, history, interviews, codes, participant_only, engine, k, codes_mode
+            pipe,
+            question,
+            history,
+            interviews,
+            codes,
+            participant_only,
+            engine,
+            k,
+            codes_mode,
+            coder,
         ):
             if up.answer is not None:
                 session = session.add(up.answer)
@@ -390,13 +419,20 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
                         scale=4,
                         elem_id="filter-codes",
                     )
-                    f_codes_mode = gr.Radio(
-                        choices=[("any", "any"), ("all", "all")],
-                        value="any",
-                        label="Match codes",
-                        scale=1,
-                        min_width=150,
-                    )
+                    with gr.Column(scale=2, min_width=170):
+                        f_codes_mode = gr.Radio(
+                            choices=[("any", "any"), ("all", "all")],
+                            value="any",
+                            label="Match codes",
+                        )
+                        f_coder = gr.Dropdown(
+                            choices=coder_choices(pipe, "reader's codes"),
+                            value="",
+                            label="Codes as coded by",
+                            info="Whose codes the Codes filter matches",
+                            visible=len(coder_choices(pipe, "")) > 1,
+                            elem_id="filter-coder",
+                        )
                     with gr.Column(scale=2, min_width=200):
                         f_participant = gr.Checkbox(
                             value=True, label="Participants' speech only", elem_id="filter-role"
@@ -492,8 +528,23 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
                 label="Interviews",
                 elem_id="corpus-table",
             )
+            if agreement is not None:
+                agreement_panel(agreement, exports, export_path)
             gr.Markdown("### Codes × interviews")
-            gr.HTML(code_heatmap_html(pipe), elem_id="heatmap", js_on_load=None)
+            heat_coder = gr.Dropdown(
+                choices=coder_choices(pipe, "reader's codes (moderation, else every coder)"),
+                value="",
+                label="Codes as coded by",
+                visible=len(coder_choices(pipe, "")) > 1,
+                elem_id="heatmap-coder",
+            )
+            heatmap = gr.HTML(code_heatmap_html(pipe), elem_id="heatmap", js_on_load=None)
+            heat_coder.change(
+                lambda c: code_heatmap_html(pipe, c or ""),
+                inputs=heat_coder,
+                outputs=heatmap,
+                api_visibility="private",
+            )
             gr.Markdown("### Passages by code")
             passage_codes = code_passage_choices(pipe)
             first_code = most_used_code(pipe)
@@ -523,6 +574,7 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
             f_participant,
             f_engine,
             f_k,
+            f_coder,
         ]
         chat_outputs = [question, chatbot, evidence, coverage, session_state]
         question.submit(

@@ -84,3 +84,44 @@ def mlsss_pipeline(mlsss_index, embedder):  # type: ignore[no-untyped-def]
     from mlqi_rag.pipeline import Pipeline
 
     return Pipeline.load(mlsss_index, embedder)
+
+
+CODED_TRANSCRIPTS = (
+    "Interview 2.txt",
+    "Interview 7.txt",
+    "Interview 12.txt",
+    "Interview 32 - PO.txt",
+    "Interview 35.txt",
+)
+
+
+@pytest.fixture(scope="session")
+def coded_corpus(tmp_path_factory: pytest.TempPathFactory, mlsss_dir: Path) -> Path:
+    """Five interviews with several coded copies each: two coders' Delve print PDFs, the
+    moderation PDFs of 12 and 32 (in a ``moderation`` folder) and the plain transcripts."""
+    pdfs = shared_dir() / "corpus" / "delve-pdf"
+    if not (pdfs / "codings").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{pdfs} is missing: CI must run with shared/ beside the checkout")
+        pytest.skip(f"{pdfs} not available")
+    root = tmp_path_factory.mktemp("coded-corpus")
+    (root / "moderation").mkdir()
+    for pdf in sorted((pdfs / "codings").glob("*.pdf")):
+        (root / pdf.name).symlink_to(pdf)
+    for pdf in sorted((pdfs / "moderation").glob("*.pdf")):
+        (root / "moderation" / pdf.name).symlink_to(pdf)
+    for name in CODED_TRANSCRIPTS:
+        (root / name).symlink_to(mlsss_dir / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def coded_index(tmp_path_factory: pytest.TempPathFactory, coded_corpus: Path, embedder):  # type: ignore[no-untyped-def]
+    """A real index of the coded corpus (a minute to build: once per session)."""
+    from mlqi_rag.index import build_index
+    from mlqi_rag.settings import Settings
+
+    s = Settings(corpus=coded_corpus, index_dir=tmp_path_factory.mktemp("coded-index"))
+    report = build_index(s, embedder, progress=False)
+    assert not report.errors, report.errors
+    return s

@@ -181,7 +181,11 @@ def test_relative_corpus_and_moved_transcript(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     asked = subprocess.run(
-        [str(exe), "ask", MISSING], cwd=elsewhere, env=env, capture_output=True, text=True,
+        [str(exe), "ask", MISSING],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert asked.returncode == 0, asked.stderr
@@ -189,7 +193,11 @@ def test_relative_corpus_and_moved_transcript(
 
     shutil.move(tmp_path / "work" / "corpus", tmp_path / "moved")
     moved = subprocess.run(
-        [str(exe), "ask", MISSING], cwd=elsewhere, env=env, capture_output=True, text=True,
+        [str(exe), "ask", MISSING],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert "Traceback" not in moved.stderr
@@ -200,9 +208,7 @@ def test_relative_corpus_and_moved_transcript(
 # ---- caps ------------------------------------------------------------------------------------
 
 
-def test_unpunctuated_200kb_turn_is_capped_in_chunks_and_quotes(
-    tmp_path: Path, embedder
-) -> None:  # type: ignore[no-untyped-def]
+def test_unpunctuated_200kb_turn_is_capped_in_chunks_and_quotes(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     words = " ".join(f"missing values dropped record{i % 97}" for i in range(40_000))
     corpus = tmp_path / "c"
     corpus.mkdir()
@@ -228,8 +234,13 @@ def _can_mount_read_only(path: Path) -> bool:
     if not shutil.which("unshare") or os.geteuid() != 0:
         return False
     probe = subprocess.run(
-        ["unshare", "-m", "sh", "-c", f"mount --bind {path} {path} && "
-         f"mount -o remount,bind,ro {path} && ! touch {path}/x"],
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f"mount --bind {path} {path} && mount -o remount,bind,ro {path} && ! touch {path}/x",
+        ],
         capture_output=True,
         timeout=30,
     )
@@ -297,9 +308,7 @@ def test_unknown_interview_and_code_are_named(seed_index: Settings) -> None:
     assert_one_line_error(run(["retrieve", MISSING, "--interview", "999"], env), "999")
 
 
-def test_code_filter_on_an_uncoded_corpus(
-    seed_dir: Path, tmp_path: Path, embedder
-) -> None:  # type: ignore[no-untyped-def]
+def test_code_filter_on_an_uncoded_corpus(seed_dir: Path, tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     corpus = copy_seeds(seed_dir, tmp_path / "c", only=("17", "25"))
     s = index_of(corpus, tmp_path / "idx", embedder)
     env = {"MLQI_INDEX_DIR": str(s.index_dir)}
@@ -327,9 +336,7 @@ def test_symlink_loop_directory_and_newline_name_are_reported(
     assert any("Interview\\n78.txt: not valid UTF-8" in e for e in errors)
 
 
-def test_index_exit_status_says_files_were_rejected(
-    seed_dir: Path, tmp_path: Path
-) -> None:
+def test_index_exit_status_says_files_were_rejected(seed_dir: Path, tmp_path: Path) -> None:
     corpus = copy_seeds(seed_dir, tmp_path / "c", only=("32",))
     (corpus / "Interview 80.txt").write_bytes(b"")
     env = {"MLQI_INDEX_DIR": str(tmp_path / "idx")}

@@ -15,6 +15,7 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -177,6 +178,76 @@ def test_answer_panel_and_coverage(parsed_pipe: Any, interviews: Any) -> None:
     assert 'data-cited="32,35"' in cov and 'data-searched="31,32,35"' in cov
     assert "Supported by 2 of 3 interviews searched" in cov
     assert "codes Data-missing-values" in cov and "participant speech only" in cov
+
+
+def _evidence(iv: str, verdict: str, p: float) -> dict[str, Any]:
+    return {"interview_id": iv, "verdict": verdict, "p_discusses": p, "p_touches": min(1, 2 * p)}
+
+
+def test_coverage_strip_shows_every_interview_verdict(parsed_pipe: Any, interviews: Any) -> None:
+    evidence = (
+        _evidence("35", "touches", 0.31),
+        _evidence("17", "silent", 0.02),
+        _evidence("32", "discusses", 0.914),
+        _evidence("31", "discusses", 0.6),
+        _evidence("<b>x</b>", "silent", 0.0),  # not in the index: still escaped, still shown
+    )
+    answer = Answer(
+        question=MISSING,
+        text="2 of 5 interviews discuss this: 32, 31.",
+        citations=(quote_in(interviews["32"], 7),),
+        abstained=False,
+        engine="extractive",
+        interviews_searched=("17", "31", "32", "35", "<b>x</b>"),
+        evidence=evidence,
+    )
+    cov = render.coverage_html(parsed_pipe, answer, ui.make_filters())
+    assert "2 of 5 interviews discuss this; 1 more touches on it" in cov
+    cells = re.findall(
+        r'class="cov-cell cov-(\w+)" data-interview="([^"]+)" data-verdict="(\w+)" '
+        r'data-strength="([\d.]+)" title="([^"]*)"',
+        cov,
+    )
+    # discusses first, then touches, then silent; strongest first within each
+    assert [(c[1], c[2]) for c in cells] == [
+        ("32", "discusses"),
+        ("31", "discusses"),
+        ("35", "touches"),
+        ("17", "silent"),
+        ("&lt;b&gt;x&lt;/b&gt;", "silent"),
+    ]
+    assert all(c[0] == c[2] for c in cells)
+    assert cells[0][3] == "0.914" and "91%" in cov and 'style="width: 91%"' in cov
+    assert "Interview 32 · PO: discusses" in cells[0][4]
+    assert "<b>x" not in cov
+    assert 'data-discussing="32,31"' in cov and "quoted: 32 (PO)" in cov
+    none = replace(answer, evidence=tuple(_evidence(i, "silent", 0.1) for i in SEED_IDS))
+    assert "0 of 5 interviews discuss this<" in render.coverage_html(parsed_pipe, none)
+    some = replace(none, evidence=(_evidence("17", "touches", 0.4), _evidence("25", "silent", 0)))
+    assert "0 of 2 interviews discuss this; 1 touches on it" in render.coverage_html(
+        parsed_pipe, some
+    )
+
+
+def test_coverage_strip_scales_to_hundreds(parsed_pipe: Any) -> None:
+    import time
+
+    ids = [str(i) for i in range(400)]
+    verdicts = ("discusses", "touches", "silent")
+    answer = Answer(
+        question=MISSING,
+        text="…",
+        citations=(),
+        abstained=False,
+        engine="extractive",
+        interviews_searched=tuple(ids),
+        evidence=tuple(_evidence(i, verdicts[int(i) % 3], int(i) / 400) for i in ids),
+    )
+    t0 = time.perf_counter()
+    cov = render.coverage_html(parsed_pipe, answer)
+    assert time.perf_counter() - t0 < 0.2
+    assert cov.count('class="cov-cell') == 400 and len(cov) < 400 * 400
+    assert "134 of 400 interviews discuss this; 133 more touch on it" in cov
 
 
 def test_code_passages_only_coded(parsed_pipe: Any, interviews: Any) -> None:
@@ -384,6 +455,11 @@ def test_missing_values_cites_32_verified(pipe: Any) -> None:
     assert final.history[0] == {"role": "user", "content": MISSING}
     assert final.history[-1] == {"role": "assistant", "content": ui.chat_text(final.answer.text)}
     assert 'class="coverage"' in final.coverage and "32" in final.coverage
+    # the strip: one cell per searched interview, its verdict as the scan gave it
+    strip = dict(re.findall(r'data-interview="(\w+)" data-verdict="(\w+)"', final.coverage))
+    assert set(strip) == set(final.answer.interviews_searched)
+    assert strip == {e["interview_id"]: e["verdict"] for e in final.answer.evidence}
+    assert render.coverage_header(final.answer) in final.coverage
     # streamed text grows towards the final answer (extractive: line by line)
     streamed = [u.history[-1]["content"] for u in updates[1:-1]]
     assert streamed and all(final.history[-1]["content"].startswith(s) for s in streamed)
@@ -530,7 +606,7 @@ def test_server_binds_loopback_and_chat_endpoint_works(pipe: Any, tmp_path: Path
         assert "/chat" in api["named_endpoints"]
         assert len(api["named_endpoints"]) == 1  # nothing else is exposed to API clients
         q, history, evidence, coverage = client.predict(
-            MISSING, [], [], [], "any", True, "extractive", 10, api_name="/chat"
+            MISSING, [], [], [], "any", True, "extractive", 10, "", api_name="/chat"
         )
         assert q == ""
         assert [m["role"] for m in history] == ["user", "assistant"]
@@ -599,3 +675,100 @@ def test_app_removes_its_own_export_dir_on_exit(seed_index: Settings, tmp_path: 
     proc.send_signal(signal.SIGINT)  # Ctrl+C
     assert proc.wait(timeout=60) == 0
     assert not export_dir.exists()
+
+
+# ---- coders: the corpus tab on the coded corpus --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coded_pipe(coded_index: Settings) -> Any:
+    """The coded corpus's real index; rendering needs no model."""
+    from mlqi_rag.index import Index
+
+    return SimpleNamespace(index=Index.load(coded_index), settings=coded_index)
+
+
+@pytest.mark.slow
+def test_corpus_rows_show_coders_and_copies(coded_pipe: Any) -> None:
+    by_id = {
+        r[0]: dict(zip(render.CORPUS_HEADERS, r, strict=True))
+        for r in render.corpus_rows(coded_pipe)
+    }
+    assert by_id["12"]["Coders"] == "PO, Rached, moderation" and by_id["12"]["Coded copies"] == 3
+    assert by_id["7"]["Coders"] == "PO, Rached" and by_id["7"]["Coded copies"] == 2
+
+
+@pytest.mark.slow
+def test_heatmap_per_coder(coded_pipe: Any) -> None:
+    from mlqi_rag import render_coders
+
+    choices = render_coders.coder_choices(coded_pipe, "reader")
+    assert choices == [("reader", ""), ("Ilan", "Ilan"), ("PO", "PO"), ("Rached", "Rached"),
+                       ("moderation", "moderation")]  # fmt: skip
+
+    def counts(html: str) -> dict[tuple[str, str], int]:
+        cells = re.findall(r'data-code="([^"]+)" data-interview="(\w+)" data-count="(\d+)"', html)
+        return {(c, i): int(n) for c, i, n in cells}
+
+    reader = counts(render.code_heatmap_html(coded_pipe))
+    rached = counts(render.code_heatmap_html(coded_pipe, "Rached"))
+    code = "MD-configuration-issue"  # Rached's, dropped in moderation
+    assert rached[(code, "12")] >= 1 and (code, "12") not in reader
+    iv12 = coded_pipe.index.interviews["12"]
+    turns = sum(any(code in p.codes_by("Rached") for p in t.paragraphs) for t in iv12.turns)
+    assert rached[(code, "12")] == turns
+    assert all(n == 0 for (_, iv), n in rached.items() if iv in ("32", "35"))  # not Rached's
+    assert "not coded by Rached" in render.code_heatmap_html(coded_pipe, "Rached")
+    assert "No interview carries qualitative codes coded by Nobody" in render.code_heatmap_html(
+        coded_pipe, "Nobody"
+    )
+
+
+@pytest.mark.slow
+def test_agreement_panel_and_disagreements_csv(coded_pipe: Any, tmp_path: Path) -> None:
+    from mlqi_rag import agreement, render_coders
+
+    ivs = coded_pipe.index.interviews
+    ca = render_coders.corpus_agreement(ivs.values())
+    html = render_coders.agreement_table_html(ca)
+    rows = dict(re.findall(r'<tr class="ag-row[^"]*" data-interview="([^"]+)"(.*?)</tr>', html))
+    assert set(rows) == {"2", "7", "12", "32", "35", "*"}
+    r12 = agreement.passage_agreement(ivs["12"]).overall
+    got = dict(re.findall(r'data-stat="(\w+)">([^<]+)<', rows["12"]))
+    assert got == {
+        "kappa": render_coders.fmt(r12.kappa),
+        "alpha": render_coders.fmt(r12.alpha),
+        "percent": render_coders.fmt(r12.percent, percent=True),
+    }
+    assert "Interview 12" in rows["12"] and "PO, Rached" in rows["12"]
+    dis = render_coders.disagreements_html(ca)
+    assert f'data-count="{len(ca.disagreements)}"' in dis and len(ca.disagreements) > 0
+    assert dis.count("<tr data-interview=") == min(len(ca.disagreements), 300)
+    codes = render_coders.code_agreement_html(ca)
+    assert 'data-level="passage"' in codes and 'data-level="interview"' in codes
+
+    path = render_coders.write_disagreements(ca.disagreements, tmp_path)
+    assert path.name.startswith("mlqi-disagreements-") and path.suffix == ".csv"
+    assert path.read_bytes().decode("utf-8") == agreement.disagreements_csv(ca.disagreements)
+    second = render_coders.write_disagreements(ca.disagreements[:1], tmp_path)
+    assert second != path  # never overwritten
+    reg = guard.ExportRegistry()
+    reg.add(path)
+    assert reg.allows(path) and not reg.allows(second)
+
+    # nobody to compare: the panel says why instead of showing numbers
+    seed_only = render_coders.corpus_agreement([ivs["12"].__class__(**{
+        **{f: getattr(ivs["12"], f) for f in ("id", "label", "source", "language", "format",
+                                               "sha256", "turns", "copies")},
+        "coders": ("PO",),
+    })])  # fmt: skip
+    empty = render_coders.agreement_table_html(seed_only)
+    assert 'data-count="0"' in empty and "fewer than two human coders (PO)" in empty
+
+
+@pytest.mark.slow
+def test_ui_builds_with_coder_views(coded_pipe: Any, tmp_path: Path) -> None:
+    demo = ui.build_ui(coded_pipe, tmp_path / "exports")
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"agreement-table", "disagreements", "export-disagreements", "heatmap-coder"} <= ids
+    assert "filter-coder" in ids
