@@ -23,15 +23,26 @@ def seed_dir() -> Path:
     return bundled_corpus()
 
 
-@pytest.fixture(scope="session")
-def mlsss_dir() -> Path:
-    """The 36 study transcripts live beside the checkout (never committed)."""
-    d = shared_dir() / "corpus" / "mlsss-transcripts"
+def shared_corpus(name: str) -> Path:
+    """A folder of ``shared/corpus`` (never committed): required on CI, else the test skips."""
+    d = shared_dir() / "corpus" / name
     if not d.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"{d} is missing: CI must run with shared/ beside the checkout")
         pytest.skip(f"{d} not available")
     return d
+
+
+@pytest.fixture(scope="session")
+def mlsss_dir() -> Path:
+    """The 36 study transcripts."""
+    return shared_corpus("mlsss-transcripts")
+
+
+@pytest.fixture(scope="session")
+def delve_pdf_dir() -> Path:
+    """The Delve prints: ``codings/`` (two coders per interview) and ``moderation/``."""
+    return shared_corpus("delve-pdf")
 
 
 @pytest.fixture(autouse=True)
@@ -96,14 +107,12 @@ CODED_TRANSCRIPTS = (
 
 
 @pytest.fixture(scope="session")
-def coded_corpus(tmp_path_factory: pytest.TempPathFactory, mlsss_dir: Path) -> Path:
+def coded_corpus(
+    tmp_path_factory: pytest.TempPathFactory, mlsss_dir: Path, delve_pdf_dir: Path
+) -> Path:
     """Five interviews with several coded copies each: two coders' Delve print PDFs, the
     moderation PDFs of 12 and 32 (in a ``moderation`` folder) and the plain transcripts."""
-    pdfs = shared_dir() / "corpus" / "delve-pdf"
-    if not (pdfs / "codings").is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{pdfs} is missing: CI must run with shared/ beside the checkout")
-        pytest.skip(f"{pdfs} not available")
+    pdfs = delve_pdf_dir
     root = tmp_path_factory.mktemp("coded-corpus")
     (root / "moderation").mkdir()
     for pdf in sorted((pdfs / "codings").glob("*.pdf")):

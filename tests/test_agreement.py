@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,15 +26,6 @@ from mlqi_rag.types import Interview, Paragraph, Turn
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="session")
-def delve_pdf_dir() -> Path:
-    d = Path(os.environ.get("MLQI_SHARED", REPO.parent / "shared")) / "corpus" / "delve-pdf"
-    if not d.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{d} is missing: CI must run with shared/ beside the checkout")
-        pytest.skip(f"{d} not available")
-    return d
 
 
 def _interview(iid: str, a: dict[int, tuple[str, ...]], b: dict[int, tuple[str, ...]]) -> Interview:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ from mlqi_rag.types import Interview
 REPO = Path(__file__).resolve().parents[1]
 PLAIN = ("Interview 2", "Interview 7", "Interview 12", "Interview 32 - PO", "Interview 35")
 
-
-@pytest.fixture(scope="session")
-def delve_pdf_dir() -> Path:
-    d = Path(os.environ.get("MLQI_SHARED", REPO.parent / "shared")) / "corpus" / "delve-pdf"
-    if not d.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{d} is missing: CI must run with shared/ beside the checkout")
-        pytest.skip(f"{d} not available")
-    return d
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,10 @@ copies and the 36 plain transcripts become one interview per id, with codes kept
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import shared_dir
 
 from mlqi_rag.transcripts import parse_corpus
 
@@ -16,12 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory, seed_dir: Path, mlsss_dir: Path) -> Path:
-    pdfs = shared_dir() / "corpus" / "delve-pdf"
-    if not pdfs.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{pdfs} is missing")
-        pytest.skip(f"{pdfs} not available")
+def study(
+    tmp_path_factory: pytest.TempPathFactory, seed_dir: Path, mlsss_dir: Path, delve_pdf_dir: Path
+) -> Path:
+    pdfs = delve_pdf_dir
     root = tmp_path_factory.mktemp("study")
     shutil.copytree(seed_dir, root / "seeds")
     shutil.copytree(mlsss_dir, root / "transcripts")
@@ -60,11 +56,9 @@ def test_one_interview_per_id_with_codes_per_coder(study: Path, tmp_path: Path) 
 
 
 def test_a_pdf_alone_is_an_interview_and_verifies_against_its_text(
-    tmp_path: Path,
+    tmp_path: Path, delve_pdf_dir: Path
 ) -> None:
-    pdfs = shared_dir() / "corpus" / "delve-pdf" / "codings"
-    if not pdfs.is_dir():
-        pytest.skip("no PDFs")
+    pdfs = delve_pdf_dir / "codings"
     corpus = tmp_path / "c"
     corpus.mkdir()
     shutil.copy(pdfs / "2023-06-04-Interview 7 - PO.pdf", corpus)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from itertools import chain
 from pathlib import Path
@@ -19,16 +18,6 @@ from mlqi_rag.transcripts import parse_file
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="session")
-def delve_pdf_dir() -> Path:
-    """The Delve prints live beside the checkout (never committed)."""
-    d = Path(os.environ.get("MLQI_SHARED", REPO.parent / "shared")) / "corpus" / "delve-pdf"
-    if not d.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{d} is missing: CI must run with shared/ beside the checkout")
-        pytest.skip(f"{d} not available")
-    return d
 
 
 def _print(d: Path, interview: str, coder: str, folder: str = "codings") -> Path:

@@ -300,12 +300,18 @@ def test_cli_fails_only_when_nothing_parsed(bad_files: dict[str, Path]) -> None:
     assert "/nonexistent/file.txt: no such file or directory" in result.stderr
 
 
-def test_duplicate_ids_are_reported(tmp_path: Path, seed_dir: Path) -> None:
+def test_copies_of_one_interview_merge(tmp_path: Path, seed_dir: Path) -> None:
+    """Files with one interview id are copies of one interview (issue 11), not duplicates:
+    one interview, the first copy's text, the other listed as a copy, each coder once."""
     shutil.copy(seed_dir / "interview-32-PO.md", tmp_path / "a.md")
     shutil.copy(seed_dir / "interview-32-PO.md", tmp_path / "b.md")
     interviews, errors = parse_paths([tmp_path])
-    assert len(interviews) == 1
-    assert "duplicate interview id 32" in str(errors[0])
+    assert not errors
+    [iv] = interviews
+    assert iv.source == str(tmp_path / "a.md") and iv.copies == (str(tmp_path / "b.md"),)
+    assert iv.coders == ("PO",)
+    coded = [p.coded for t in iv.turns for p in t.paragraphs if p.coded]
+    assert coded and all(len(c) == 1 and c[0][0] == "PO" for c in coded)
 
 
 def test_parse_json_fields(seed_dir: Path) -> None:
