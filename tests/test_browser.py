@@ -7,6 +7,7 @@ Screenshots land in ``test-output/`` (gitignored) and in the test's tmp_path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -52,14 +53,10 @@ def chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def app_server(
-    chromium: str, seed_index: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, Path]]:
-    """``python app.py --port P --index-dir D`` on the session's prebuilt seed index (conftest);
-    yields (url, export directory, server log)."""
-    index_dir = seed_index.index_dir
-    work = tmp_path_factory.mktemp("browser-app")
+@contextlib.contextmanager
+def running_app(work: Path, *args: str) -> Iterator[tuple[str, Path, Path]]:
+    """``python app.py --port P ARGS`` on loopback until it answers; yields (url, export
+    directory, server log) and stops it afterwards. Shared by every browser test."""
     exports = work / "exports"
     log_path = work / "app.log"
     port = free_port()
@@ -67,7 +64,7 @@ def app_server(
     env.pop("MLQI_AUTH", None)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--index-dir", str(index_dir)],
+            [sys.executable, "app.py", "--port", str(port), *args],
             cwd=REPO,
             env=env,
             stdout=log,
@@ -96,6 +93,17 @@ def app_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def app_server(
+    chromium: str, seed_index: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, Path]]:
+    """``python app.py --port P --index-dir D`` on the session's prebuilt seed index (conftest);
+    yields (url, export directory, server log)."""
+    work = tmp_path_factory.mktemp("browser-app")
+    with running_app(work, "--index-dir", str(seed_index.index_dir)) as app:
+        yield app
 
 
 def test_ask_see_evidence_in_context_and_export(

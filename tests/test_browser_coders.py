@@ -8,18 +8,11 @@ disagreements CSV. Screenshots land in ``test-output/``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netutil import free_port
-from test_browser import ANSWER_MS, CHROMIUM_ARGS, MISSING, OUTPUT, REPO, STARTUP_SECONDS
+from test_browser import ANSWER_MS, CHROMIUM_ARGS, MISSING, OUTPUT, running_app
 from test_browser import chromium as chromium  # noqa: F401 - the fixture, shared
 
 from mlqi_rag import agreement
@@ -36,40 +29,9 @@ def coded_app(
 ) -> Iterator[tuple[str, Path, Path]]:
     """``python app.py`` on the session's coded index; yields (url, export dir, server log)."""
     work = tmp_path_factory.mktemp("browser-coders")
-    exports = work / "exports"
-    log_path = work / "app.log"
-    port = free_port()
-    env = {**os.environ, "MLQI_EXPORT_DIR": str(exports), "PYTHONUNBUFFERED": "1"}
-    env.pop("MLQI_AUTH", None)
-    args = ["--port", str(port), "--index-dir", str(coded_index.index_dir)]
-    args += ["--corpus", str(coded_index.corpus)]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", *args], cwd=REPO, env=env, stdout=log, stderr=log
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no answer in {STARTUP_SECONDS} s:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        yield url, exports, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    args = ["--index-dir", str(coded_index.index_dir), "--corpus", str(coded_index.corpus)]
+    with running_app(work, *args) as app:
+        yield app
 
 
 def test_coverage_strip_agreement_panel_and_disagreements_csv(
