@@ -157,22 +157,20 @@ def test_transcript_edited_after_indexing_is_never_quoted_as_verified(
     verified_exactly(pipe, fresh)
 
 
-def test_relative_corpus_and_moved_transcript(
-    seed_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_corpus_and_moved_transcript(seed_dir: Path, tmp_path: Path) -> None:
     copy_seeds(seed_dir, tmp_path / "work" / "corpus", only=("32", "35"))
     index_dir = tmp_path / "idx"
-    # The real console script, from the corpus's parent, with a relative --corpus.
-    exe = Path(sys.executable).with_name("mlqi-rag")
     env = {**os.environ, "MLQI_INDEX_DIR": str(index_dir)}
-    built = subprocess.run(
-        [str(exe), "index", "--corpus", "corpus", "--no-progress"],
-        cwd=tmp_path / "work",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def mlqi(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """The real console script, run from ``cwd``."""
+        exe = Path(sys.executable).with_name("mlqi-rag")
+        return subprocess.run(
+            [str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    # From the corpus's parent, with a relative --corpus.
+    built = mlqi(tmp_path / "work", "index", "--corpus", "corpus", "--no-progress")
     assert built.returncode == 0, built.stderr
     manifest = json.loads(next(index_dir.glob("gen-*/manifest.json")).read_text())
     assert Path(manifest["corpus"]).is_absolute()
@@ -180,26 +178,12 @@ def test_relative_corpus_and_moved_transcript(
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    asked = subprocess.run(
-        [str(exe), "ask", MISSING],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    asked = mlqi(elsewhere, "ask", MISSING)
     assert asked.returncode == 0, asked.stderr
     assert "Interview 35" in asked.stdout
 
     shutil.move(tmp_path / "work" / "corpus", tmp_path / "moved")
-    moved = subprocess.run(
-        [str(exe), "ask", MISSING],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    moved = mlqi(elsewhere, "ask", MISSING)
     assert "Traceback" not in moved.stderr
     assert "was moved or deleted since it was indexed" in moved.stderr
     assert "Interview 35 (PO), turn" not in moved.stdout  # nothing quoted from a missing file
