@@ -98,9 +98,12 @@ def child(mode: str, corpus: str, index_dir: str) -> dict:  # type: ignore[type-
         retr, ans = [], []
         for _ in range(2):
             for q in questions:
+                # first askings only: the question-vector cache would hide the embedding
+                pipe.embedder.forget_questions()
                 t = time.perf_counter()
                 pipe.retriever.retrieve(q)
                 retr.append(time.perf_counter() - t)
+                pipe.embedder.forget_questions()
                 t = time.perf_counter()
                 eng.answer(q)
                 ans.append(time.perf_counter() - t)

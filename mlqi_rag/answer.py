@@ -194,10 +194,11 @@ class BaseEngine:
             "unknown_terms": list(result.unknown_terms),
             "codes_named": list(result.matched_codes),
             "absent_names": list(scan.absent_names),
+            "p_out_of_scope": round(scan.p_out_of_scope, 4),
         }
         quotes = (
             [q for e in scan.discussing for q in quotes_for(index, e)]
-            if not scan.absent_names
+            if not scan.out_of_scope
             else []
         )
         if not quotes:

@@ -41,7 +41,47 @@ FEATURES = (
     "asks_which",
     "rank_frac",
     "which_key",
+    "has_name",
+    "name_hit",
+    "name_near",
+    "phrase_apart",
 )
+
+
+# The question-level model: is the question about something no interview discusses? Its inputs
+# summarise the per-interview model's output and the question's lexical standing in the corpus.
+ABSTAIN_FEATURES = (
+    "p_max",
+    "p_gap",
+    "phrase_apart",
+    "absent_share",
+    "has_name",
+    "name_hit_max",
+    "span_max",
+    "bm25_max",
+)
+T_ABSTAIN = 0.5  # a balanced-class probability: the two errors weigh the same
+
+
+def question_features(x: np.ndarray, p_d: np.ndarray) -> np.ndarray:
+    """``ABSTAIN_FEATURES`` of one question from its interviews' ``FEATURES`` rows and
+    P(discusses)."""
+    if not len(p_d):
+        return np.zeros(len(ABSTAIN_FEATURES))
+    f = {name: i for i, name in enumerate(FEATURES)}
+    top = np.sort(p_d)[::-1]
+    return np.array(
+        [
+            top[0],
+            top[0] - (top[1] if len(top) > 1 else 0.0),
+            x[0, f["phrase_apart"]],
+            x[0, f["absent_share"]],
+            x[0, f["has_name"]],
+            x[:, f["name_hit"]].max(),
+            x[:, f["span_max"]].max(),
+            x[:, f["bm25_log"]].max(),
+        ]
+    )
 
 
 def bundled_model_path() -> Path:
@@ -61,6 +101,11 @@ class ScanModel:
     t_touches: float
     t_which: float = -1.0  # "Which interviewees…" questions want every interview: own bar
     report: dict[str, Any] = field(default_factory=dict)
+    # question level: P(no interview discusses it); the default never abstains
+    abstain_mean: np.ndarray = field(default_factory=lambda: np.zeros(len(ABSTAIN_FEATURES)))
+    abstain_scale: np.ndarray = field(default_factory=lambda: np.ones(len(ABSTAIN_FEATURES)))
+    abstain_coef: np.ndarray = field(default_factory=lambda: np.zeros(len(ABSTAIN_FEATURES)))
+    abstain_intercept: float = -10.0
 
     def threshold(self, asks_which: bool) -> float:
         return self.t_which if asks_which and self.t_which >= 0 else self.t_discusses
@@ -70,6 +115,10 @@ class ScanModel:
         p_d = 1.0 / (1.0 + np.exp(-(z @ self.coef_discusses + self.intercept_discusses)))
         p_t = 1.0 / (1.0 + np.exp(-(z @ self.coef_touches + self.intercept_touches)))
         return p_d, np.maximum(p_t, p_d)
+
+    def p_out_of_scope(self, q: np.ndarray) -> float:
+        z = (q - self.abstain_mean) / self.abstain_scale
+        return float(1.0 / (1.0 + np.exp(-(z @ self.abstain_coef + self.abstain_intercept))))
 
     def params(self) -> dict[str, Any]:
         return {
@@ -87,6 +136,13 @@ class ScanModel:
             "t_discusses": round(self.t_discusses, 6),
             "t_touches": round(self.t_touches, 6),
             "t_which": round(self.t_which, 6),
+            "abstain": {
+                "features": list(ABSTAIN_FEATURES),
+                "mean": self.abstain_mean.round(8).tolist(),
+                "scale": self.abstain_scale.round(8).tolist(),
+                "coef": self.abstain_coef.round(8).tolist(),
+                "intercept": round(self.abstain_intercept, 8),
+            },
         }
 
     @property
@@ -107,6 +163,8 @@ class ScanModel:
             d = json.loads(path.read_text(encoding="utf-8"))
             if tuple(d["features"]) != FEATURES:
                 raise ValueError(f"features {d['features']} are not this version's {FEATURES}")
+            if tuple(d["abstain"]["features"]) != ABSTAIN_FEATURES:
+                raise ValueError("question-level features are not this version's")
             return cls(
                 features=tuple(d["features"]),
                 mean=np.array(d["mean"]),
@@ -119,6 +177,10 @@ class ScanModel:
                 t_touches=float(d["t_touches"]),
                 t_which=float(d.get("t_which", -1.0)),
                 report=d.get("report", {}),
+                abstain_mean=np.array(d["abstain"]["mean"]),
+                abstain_scale=np.array(d["abstain"]["scale"]),
+                abstain_coef=np.array(d["abstain"]["coef"]),
+                abstain_intercept=float(d["abstain"]["intercept"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
@@ -224,6 +286,7 @@ def fit(pairs: Sequence[Pair]) -> ScanModel:
     t_t = best_threshold(dev, p_t, 1)
     which = [i for i, p in enumerate(dev) if p.features[FEATURES.index("asks_which")] > 0]
     t_w = best_threshold([dev[i] for i in which], p_d[which], 2) if which else -1.0
+    ab = _fit_abstain(dev, z, c_d, groups)
     return ScanModel(
         FEATURES,
         mean,
@@ -235,8 +298,63 @@ def fit(pairs: Sequence[Pair]) -> ScanModel:
         t_d,
         min(t_t, t_d),  # p_touches >= p_discusses, so a higher bar would never apply
         t_w,
-        report={"C_discusses": c_d, "C_touches": c_t, "dev_pairs": len(dev)},
+        report={
+            "C_discusses": c_d,
+            "C_touches": c_t,
+            "C_abstain": ab["C"],
+            "dev_pairs": len(dev),
+            "dev_questions": ab["questions"],
+        },
+        abstain_mean=ab["mean"],
+        abstain_scale=ab["scale"],
+        abstain_coef=ab["coef"],
+        abstain_intercept=ab["intercept"],
     )
+
+
+def _by_question(pairs: Sequence[Pair]) -> dict[tuple[str, str], list[int]]:
+    out: dict[tuple[str, str], list[int]] = {}
+    for i, p in enumerate(pairs):
+        out.setdefault((p.corpus, p.question_id), []).append(i)
+    return out
+
+
+def _fit_abstain(
+    dev: Sequence[Pair], z: np.ndarray, c: float, groups: np.ndarray
+) -> dict[str, Any]:
+    """The question-level model, fitted on what the interview model says of questions it was
+    not fitted on (out-of-fold, folds by question), so it learns how far to trust it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
+
+    y = np.array([p.label >= 2 for p in dev])
+    oof = np.zeros(len(dev))
+    for tr, te in GroupKFold(5).split(z, groups=groups):
+        lr = LogisticRegression(C=c, max_iter=2000).fit(z[tr], y[tr])
+        oof[te] = lr.predict_proba(z[te])[:, 1]
+    x = np.array([p.features for p in dev], dtype=np.float64)
+    rows = list(_by_question(dev).values())
+    q = np.array([question_features(x[r], oof[r]) for r in rows])
+    out_of_scope = np.array([not any(dev[i].label >= 2 for i in r) for r in rows])
+    mean, scale = q.mean(axis=0), q.std(axis=0)
+    scale[scale == 0] = 1.0
+    qz = (q - mean) / scale
+    folds = StratifiedKFold(min(5, int(out_of_scope.sum())), shuffle=True, random_state=0)
+    best_c, best = 1.0, -np.inf
+    for c_a in (0.1, 0.3, 1.0, 3.0, 10.0):
+        lr = LogisticRegression(C=c_a, max_iter=2000, class_weight="balanced")
+        score = cross_val_score(lr, qz, out_of_scope, cv=folds, scoring="neg_log_loss").mean()
+        if score > best:
+            best_c, best = c_a, score
+    lr = LogisticRegression(C=best_c, max_iter=2000, class_weight="balanced").fit(qz, out_of_scope)
+    return {
+        "C": best_c,
+        "questions": len(rows),
+        "mean": mean,
+        "scale": scale,
+        "coef": lr.coef_[0],
+        "intercept": float(lr.intercept_[0]),
+    }
 
 
 def pairs_for(
@@ -287,7 +405,9 @@ def decisions(
         gold = {p.interview_id for p, _ in rows if p.label >= 2}
         which = rows[0][0].features[FEATURES.index("asks_which")] > 0
         pred = {p.interview_id for p, pr in rows if pr >= model.threshold(which)}
-        if absent and absent.get(key):
+        qx = np.array([p.features for p, _ in rows], dtype=np.float64)
+        p_out = model.p_out_of_scope(question_features(qx, np.array([pr for _, pr in rows])))
+        if (absent and absent.get(key)) or p_out >= T_ABSTAIN:
             pred = set()
         answerable = rows[0][0].answerable and bool(gold)
         if not answerable:

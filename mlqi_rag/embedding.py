@@ -18,6 +18,9 @@ from .settings import Settings, offline_environment
 log = logging.getLogger(__name__)
 
 
+QUESTION_CACHE = 1024
+
+
 class Embedder:
     """Lazy wrapper around ``SentenceTransformer``: loading costs seconds, so only when used."""
 
@@ -27,6 +30,7 @@ class Embedder:
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+        self._questions: dict[str, np.ndarray] = {}
         self.calls = (
             0  # texts embedded so far; lets tests prove a no-change re-index embeds nothing
         )
@@ -64,4 +68,21 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        """One question's vector. Researchers re-ask a question with other filters, another
+        engine or an export, so the last ``QUESTION_CACHE`` questions' vectors are kept."""
+        with self._lock:
+            got = self._questions.get(text)
+        if got is not None:
+            return got
+        vector = self.embed([text])[0]
+        vector.setflags(write=False)
+        with self._lock:
+            self._questions[text] = vector
+            while len(self._questions) > QUESTION_CACHE:
+                self._questions.pop(next(iter(self._questions)))
+        return vector
+
+    def forget_questions(self) -> None:
+        """Drop the question cache (benchmarks measure a question's first asking)."""
+        with self._lock:
+            self._questions.clear()

@@ -106,6 +106,8 @@ class RetrievalResult:
     warnings: tuple[str, ...] = ()  # sources that changed since indexing (left out)
     filters: Filters = field(default_factory=Filters)  # as applied (a named interview scopes)
     query_vector: np.ndarray | None = None  # the question's embedding, reused by the scan
+    # chunks the filters allow (index positions), reused by the scan
+    allowed: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @lru_cache(maxsize=4096)
@@ -246,6 +248,20 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings or index.settings
         self._all_codes = tuple(index.code_counts())
+        self._masks: dict[Filters, np.ndarray] = {}
+
+    def mask(self, filters: Filters) -> np.ndarray:
+        """The chunks ``filters`` allow, computed once per filter set (the app asks with the
+        same few filters over and over)."""
+        got = self._masks.get(filters)
+        if got is None:
+            chunks = self.index.chunks
+            got = np.fromiter((filters.allows(c) for c in chunks), dtype=bool, count=len(chunks))
+            got.setflags(write=False)
+            if len(self._masks) > 256:
+                self._masks.clear()
+            self._masks[filters] = got
+        return got
 
     def retrieve(
         self,
@@ -265,10 +281,8 @@ class Retriever:
             # "In interview 17, ..." scopes the search the way a researcher means it.
             filters = replace(filters, interviews=named)
         chunks = self.index.chunks
-        mask = np.fromiter((filters.allows(c) for c in chunks), dtype=bool, count=len(chunks))
-        searched = tuple(
-            dict.fromkeys(c.interview_id for c, ok in zip(chunks, mask, strict=True) if ok)
-        )
+        mask = self.mask(filters)
+        searched = tuple(dict.fromkeys(chunks[int(i)].interview_id for i in np.flatnonzero(mask)))
         if not mask.any():
             return RetrievalResult(
                 q, (), searched=searched, settings=self.describe(k, filters), filters=filters
@@ -276,11 +290,10 @@ class Retriever:
         n = min(max(s.candidates, k * 3), int(mask.sum()))
 
         qv = self.embedder.embed_one(q)
-        if filters.coder and filters.codes:
-            # A coder's codes are not Chroma metadata: exact cosine over the allowed chunks.
-            dense = self._dense_masked(qv, n, mask)
-        else:
-            dense = self.index.dense(qv, n, filters.where())
+        # Exact cosine over the in-memory chunk vectors (the same vectors Chroma stores): at
+        # this scale a matrix product beats a round trip to the store, and no filter needs to
+        # be expressible as Chroma metadata.
+        dense = self._dense_masked(qv, n, mask)
         keyword = np.where(mask, self.index.keyword_scores(q), 0.0)
         kw_order = [int(i) for i in np.argsort(-keyword, kind="stable")[:n] if keyword[i] > 0]
 
@@ -316,11 +329,16 @@ class Retriever:
             settings=self.describe(k, filters),
             filters=filters,
             query_vector=qv,
+            allowed=mask,
         )
 
     def _dense_masked(self, qv: np.ndarray, n: int, mask: np.ndarray) -> list[tuple[int, float]]:
         sims = np.where(mask, self.index.vectors @ qv, -np.inf)
-        order = np.argsort(-sims, kind="stable")[:n]
+        if n < len(sims):
+            top = np.argpartition(-sims, n - 1)[:n]
+            order = top[np.argsort(-sims[top], kind="stable")]
+        else:
+            order = np.argsort(-sims, kind="stable")
         return [(int(p), float(sims[p])) for p in order if mask[p]]
 
     def _fuse(

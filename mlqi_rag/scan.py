@@ -16,7 +16,6 @@ any of that: similar-sounding passages are then about something else.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,21 +23,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .calibration import FEATURES, ScanModel
+from .calibration import FEATURES, T_ABSTAIN, ScanModel, question_features
 from .embedding import Embedder
 from .index import Index, keyword_tokens
 from .language import french_keywords
 from .retrieval import FRAMING_WORDS, RetrievalResult, asks_for_interviews, codes_named
+from .terms import CorpusTerms
 
 Verdict = Literal["discusses", "touches", "silent"]
 QUOTE_SPAN_WEIGHT = 0.65  # fitted on the seed dev questions (issue 4), kept
 QUOTE_CODE_BONUS = 0.05  # likewise
-QUESTION_WORDS = frozenset(
-    "how what which why who whom whose when where do does did is are was were can could should "
-    "would will have has had in on for according among across any tell give list name".split()
-)
-_TOKEN = re.compile(r"[A-Za-z][\w&+.'-]*[\w+]|[A-Za-z]")
-_VOCAB_WORD = re.compile(r"[a-z0-9][a-z0-9+#.-]*[a-z0-9+#]|[a-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -71,6 +65,14 @@ class Scan:
     absent_words: tuple[str, ...] = ()  # plain question words no transcript uses
     other_language: tuple[str, ...] = ()  # searched interviews not in English
     model: str = ""
+    # P(no interview discusses it), from the question-level model (``calibration``)
+    p_out_of_scope: float = 0.0
+
+    @property
+    def out_of_scope(self) -> bool:
+        """Answer "not in the interviews": a named thing no transcript mentions, or a question
+        the fitted question-level model places outside the corpus."""
+        return bool(self.absent_names) or self.p_out_of_scope >= T_ABSTAIN
 
     @property
     def discussing(self) -> tuple[InterviewEvidence, ...]:
@@ -116,101 +118,14 @@ class Scanner:
         return np.array([c.role == "participant" for c in self.index.chunks], dtype=bool)
 
     @cached_property
-    def _vocabulary(self) -> frozenset[str]:
-        """Every word of every transcript (all speakers), lower case, unstemmed."""
-        words: set[str] = set()
-        for c in self.index.chunks:
-            words.update(_VOCAB_WORD.findall(c.text.lower()))
-        return frozenset(words)
-
-    @cached_property
-    def _squashed_text(self) -> str:
-        return re.sub(r"[^a-z0-9]", "", self._corpus_text)
-
-    @cached_property
-    def _corpus_text(self) -> str:
-        """All transcript text, lower case, one space between words: phrase look-ups."""
-        return " ".join(" ".join(c.text.lower().split()) for c in self.index.chunks)
-
-    # ---- named things ----------------------------------------------------------------------
+    def terms(self) -> CorpusTerms:
+        return CorpusTerms(self.index)
 
     def absent_names(self, question: str) -> tuple[str, ...]:
-        """Tools, methods or products the question names that occur in no transcript.
-
-        A name is a run of capitalised or mixed-case words (``Weights & Biases``, ``XGBoost``,
-        ``Monte Carlo``), or a lower-case word the corpus never uses that is not a one-letter
-        typo of a word it does use (``federated``). A multi-word name counts as absent when
-        the phrase is, even if its words occur apart ("great", "expectations").
-        """
-        tokens = [(m.group(), m.start()) for m in _TOKEN.finditer(question)]
-        names: list[str] = []
-        run: list[tuple[int, int]] = []  # (start, end) of each word of the current name
-
-        def flush() -> None:
-            if run:
-                names.append(question[run[0][0] : run[-1][1]].strip(".'"))
-                run.clear()
-
-        end = -1
-        for i, (tok, pos) in enumerate(tokens):
-            low = tok.lower().strip(".'")
-            named = (tok[0].isupper() or any(ch.isupper() for ch in tok[1:])) and not (
-                i == 0 or low in QUESTION_WORDS or low in FRAMING_WORDS or low == "i"
-            )
-            # A name runs over spaces and "&" only: "SHAP / Shapley" is two names.
-            if run and question[end:pos].strip() not in ("", "&"):
-                flush()
-            if named:
-                run.append((pos, pos + len(tok)))
-            else:
-                flush()
-            end = pos + len(tok)
-        flush()
-        return tuple(dict.fromkeys(n for n in names if not self._mentioned(n)))
+        return self.terms.absent_names(question)
 
     def absent_words(self, question: str) -> tuple[str, ...]:
-        """Ordinary lower-case question words no transcript uses (not one-letter typos).
-
-        Not a verdict on their own (in a small corpus many plain words are absent): the model
-        weighs them through ``absent_share``, and the answer says they were not found.
-        """
-        out = []
-        for word in re.findall(r"\b[a-z][a-z-]{4,}\b", question):
-            if word in FRAMING_WORDS or word in QUESTION_WORDS or self._mentioned(word):
-                continue
-            if not self._typo_of_known(word) and keyword_tokens([word])[0]:
-                out.append(word)
-        return tuple(dict.fromkeys(out))
-
-    def _mentioned(self, name: str) -> bool:
-        """Does any transcript use this name, as written or as a transcriber would split it
-        ("LightGBM" / "light GBM", "OpenStreetMap" / "open street map", "W & B" / "W and B")?
-        Exact words, not stems: "Evidently" is not "evidence"."""
-        camel = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
-        low = " ".join(name.lower().split())
-        variants = {
-            low,
-            low.replace(" & ", " and "),
-            low.replace("-", " "),
-            " ".join(camel.lower().split()),
-        }
-        vocab = self._vocabulary
-        if any(v in vocab or f"{v}s" in vocab for v in variants if " " not in v):
-            return True
-        text = f" {self._corpus_text} "
-        if any(f" {v} " in text or f" {v}s " in text for v in variants if " " in v):
-            return True
-        squashed = re.sub(r"[^a-z0-9]", "", low)
-        return len(squashed) >= 6 and squashed in self._squashed_text
-
-    def _typo_of_known(self, word: str) -> bool:
-        from rapidfuzz import process
-        from rapidfuzz.distance import Levenshtein
-
-        return (
-            process.extractOne(word, self._vocabulary, scorer=Levenshtein.distance, score_cutoff=1)
-            is not None
-        )
+        return self.terms.absent_words(question)
 
     # ---- the scan --------------------------------------------------------------------------
 
@@ -219,10 +134,13 @@ class Scanner:
         q = result.question
         if query_vector is None:  # the filters leave nothing to search
             return Scan(q, (), self.absent_names(q), model=self.model.digest)
-        allowed = np.fromiter(
-            (result.filters.allows(c) for c in index.chunks), bool, count=len(index.chunks)
-        )
-        allowed &= self._participant
+        allowed = (
+            result.allowed
+            if result.allowed is not None
+            else np.fromiter(
+                (result.filters.allows(c) for c in index.chunks), bool, count=len(index.chunks)
+            )
+        ) & self._participant
         searched = [iv for iv in index.interviews if iv in set(result.searched)]
         other = tuple(iv for iv in searched if index.interviews[iv].language != "en")
         features, best_spans = self._features(q, query_vector, allowed, searched, other)
@@ -246,6 +164,7 @@ class Scanner:
                 )
             )
         evidence.sort(key=lambda e: -e.p_discusses)
+        p_out = self.model.p_out_of_scope(question_features(x, p_d)) if len(names) else 0.0
         return Scan(
             question=q,
             interviews=tuple(evidence),
@@ -253,6 +172,7 @@ class Scanner:
             absent_words=self.absent_words(q),
             other_language=other,
             model=self.model.digest,
+            p_out_of_scope=p_out,
         )
 
     def _french_vector(self, question: str) -> np.ndarray | None:
@@ -290,6 +210,8 @@ class Scanner:
         coverage, absent_share = self._term_coverage(question, allowed)
         # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
         asks_which = 1.0 if asks_for_interviews(question) else 0.0
+        named = self.terms.name_features(question, searched)
+        phrased = self.terms.phrase_features(question, searched)
 
         chunk_iv = self._chunk_interview
         span_iv = chunk_iv[spans.chunk] if len(spans) else np.zeros(0, np.int32)
@@ -347,6 +269,8 @@ class Scanner:
                 # A "which…" question is about its topic words: the fitted weight of this
                 # product lets the topic count more there than for a "how" question.
                 "which_key": asks_which * float(coverage[2][pos]),
+                **named[iv],
+                **phrased[iv],
             }
         # Where the interview stands among the searched ones (0 = strongest span).
         ranked = sorted(out, key=lambda iv: -out[iv]["span_max"])
