@@ -601,3 +601,8 @@ cli.add_command(agreement)
 from .cli_suggest import suggest  # noqa: E402
 
 cli.add_command(suggest)
+
+
+from .cli_review import review  # noqa: E402
+
+cli.add_command(review)

@@ -8,7 +8,7 @@ goes through ``esc`` (``html.escape`` plus the characters Gradio's HTML template
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -147,10 +147,18 @@ def evidence_card(pipe: Pipeline, c: Citation, closest: bool = False, n: int = 0
         f'<div class="ev-meta"><span class="ev-speaker-name">{esc(c.speaker)}</span>'
         f' · <span class="ev-turn-no">turn {c.turn_index}</span></div>'
         + (f'<div class="ev-tags">{tags}</div>' if tags else "")
+        + _suggested_tags(pipe, c)
         + f'<blockquote class="ev-quote">{esc(c.quote)}</blockquote>'
         f'<details class="ev-context"><summary>show in context</summary>'
         f"{context_html(pipe, c)}</details></article>"
     )
+
+
+def _suggested_tags(pipe: Pipeline, c: Citation) -> str:
+    """Suggested codes on the cited passage, as dashed tags apart from the researchers'."""
+    from .render_review import suggestion_tags_html  # imports this module
+
+    return suggestion_tags_html(pipe, c)
 
 
 def evidence_html(pipe: Pipeline, answer: Answer | None) -> str:
@@ -424,15 +432,21 @@ def code_matrix(
     return codes, ivs, counts
 
 
-def code_heatmap_html(pipe: Pipeline, coder: str = "") -> str:
+def code_heatmap_html(
+    pipe: Pipeline, coder: str = "", suggested: Mapping[tuple[str, str], int] | None = None
+) -> str:
+    """``suggested``: (code, interview) → turns with a suggested code (``render_review``); a
+    cell only suggestions fill is hatched, never counted as a researcher's."""
     codes, ivs, counts = code_matrix(pipe, coder)
+    suggested = suggested or {}
+    codes = sorted({*codes, *(c for c, _ in suggested)}, key=str.lower)
     if not codes:
         whose = f" coded by {esc(coder)}" if coder else ""
         return (
             f'<div class="heatmap-empty" data-coder="{esc(coder)}">No interview carries '
             f"qualitative codes{whose}.</div>"
         )
-    top = max(counts.values())
+    top = max(counts.values(), default=1)
 
     def note(iv: Interview) -> str:
         if coder:
@@ -453,6 +467,14 @@ def code_heatmap_html(pipe: Pipeline, coder: str = "") -> str:
         for iv in ivs:
             n = counts.get((code, iv.id), 0)
             total += n
+            if not n and (k := suggested.get((code, iv.id), 0)):
+                cells.append(
+                    f'<td class="heat heat-suggested" data-code="{esc(code)}" '
+                    f'data-interview="{esc(iv.id)}" data-count="0" data-suggested="{k}" '
+                    f'title="{k} turn(s) with this code suggested; no researcher coded it here">'
+                    f"{k}</td>"
+                )
+                continue
             alpha = 0.12 + 0.78 * n / top if n else 0.0
             style = f' style="background: rgba(37, 99, 235, {alpha:.2f});' + (
                 ' color: #fff;"' if alpha > 0.5 else '"'

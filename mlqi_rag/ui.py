@@ -23,7 +23,6 @@ from .guard import ExportRegistry, attach_exports
 from .render import (
     CORPUS_HEADERS,
     COVERAGE_CSS,
-    code_heatmap_html,
     code_passage_choices,
     code_passages_html,
     corpus_rows,
@@ -40,10 +39,13 @@ from .render import (
 )
 from .render_coders import CSS as CODERS_CSS
 from .render_coders import coder_choices, corpus_agreement
+from .render_review import CSS as REVIEW_CSS
+from .render_review import heatmap_html
 from .retrieval import Filters
 from .settings import Settings
 from .types import Answer, Citation
 from .ui_coders import agreement_panel
+from .ui_review import review_panel
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -330,6 +332,7 @@ CSS = (
 """
     + COVERAGE_CSS
     + CODERS_CSS
+    + REVIEW_CSS
 )
 
 
@@ -538,13 +541,14 @@ def build_ui(pipe: Pipeline, export_dir: str | Path | None = None) -> gr.Blocks:
                 visible=len(coder_choices(pipe, "")) > 1,
                 elem_id="heatmap-coder",
             )
-            heatmap = gr.HTML(code_heatmap_html(pipe), elem_id="heatmap", js_on_load=None)
+            heatmap = gr.HTML(heatmap_html(pipe), elem_id="heatmap", js_on_load=None)
             heat_coder.change(
-                lambda c: code_heatmap_html(pipe, c or ""),
+                lambda c: heatmap_html(pipe, c or ""),
                 inputs=heat_coder,
                 outputs=heatmap,
                 api_visibility="private",
             )
+            review_panel(pipe, exports, export_path, heatmap, heat_coder)
             gr.Markdown("### Passages by code")
             passage_codes = code_passage_choices(pipe)
             first_code = most_used_code(pipe)

@@ -134,3 +134,45 @@ def coded_index(tmp_path_factory: pytest.TempPathFactory, coded_corpus: Path, em
     report = build_index(s, embedder, progress=False)
     assert not report.errors, report.errors
     return s
+
+
+# ---- review of suggested codes: writable copies of the coded index --------------------------
+
+
+@pytest.fixture(scope="session")
+def coded_review_index(tmp_path_factory: pytest.TempPathFactory, coded_index):  # type: ignore[no-untyped-def]
+    """A copy of the coded index whose suggested codes are computed once per session (cached
+    in its ``review/`` folder); returns (settings, the minimum confidence they were computed
+    at). The default confidence is used unless it leaves fewer than 4 suggestions in 2 codes,
+    then lower ones: the review machinery needs some to review, whatever the model's
+    calibration."""
+    import shutil
+
+    from mlqi_rag.index import Index
+    from mlqi_rag.review import ReviewStore
+    from mlqi_rag.settings import Settings
+    from mlqi_rag.suggest import DEFAULT_MIN_CONFIDENCE
+
+    dest = tmp_path_factory.mktemp("coded-review") / "index"
+    shutil.copytree(coded_index.index_dir, dest, ignore=shutil.ignore_patterns("review"))
+    s = Settings(corpus=coded_index.corpus, index_dir=dest)
+    index = Index.load(s)
+    for mc in (DEFAULT_MIN_CONFIDENCE, 0.05, 0.02, 0.01):
+        rows = ReviewStore(index, mc).suggestions() or []
+        if len(rows) >= 4 and len({r.code for r in rows}) >= 2:
+            return s, mc
+    pytest.fail(f"the suggestion model makes {len(rows)} suggestion(s) even at {mc}")
+
+
+@pytest.fixture
+def review_index(tmp_path: Path, coded_review_index):  # type: ignore[no-untyped-def]
+    """A fresh copy of ``coded_review_index`` (suggestions cached, no decisions) for one test;
+    returns (settings, minimum confidence)."""
+    import shutil
+
+    from mlqi_rag.settings import Settings
+
+    s, mc = coded_review_index
+    dest = tmp_path / "review-index"
+    shutil.copytree(s.index_dir, dest, ignore=shutil.ignore_patterns("decisions.json"))
+    return Settings(corpus=s.corpus, index_dir=dest), mc

@@ -1,0 +1,761 @@
+"""Researchers review suggested codes: accept or reject each, export the accepted ones as CSV.
+
+``suggest`` proposes codes for passages no researcher coded; this module keeps what a researcher
+decided about them. Two kinds of file, both JSON, both written atomically (a temporary file in
+the same folder, then a rename), and neither ever written into a transcript:
+
+* **suggestions cache** — ``suggestions-<generation>-<key>.json``: computing suggestions over a
+  large corpus takes a while, so they are computed once per index generation, index settings
+  hash, suggestion model and minimum confidence (the key) and read back after. Caches of other
+  generations are removed when a new one is written.
+* **decisions** — ``decisions.json``: one entry per decided suggestion, keyed by its id (a short
+  hash of ``interview_id:start:end:code``), with the status (accepted / rejected), when, and the
+  sha256 of the transcript it was made on. A decision outlives index rebuilds; when the
+  transcript changed since (edited on disk, or re-indexed with other text) it is *stale*: shown
+  as such, never exported as accepted, until a researcher decides again on the new text.
+
+Both live in ``<index dir>/review/``; when the index directory is read-only (an archived study on
+a shared disk), in a per-user state directory instead:
+``$XDG_STATE_HOME/mlqi-rag/<hash of the index path>`` (``~/.local/state/...`` by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import functools
+import hashlib
+import inspect
+import io
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MlqiError, SourceChangedError, printable
+from .export import csv_cell
+from .index import Index
+from .suggest import DEFAULT_MIN_CONFIDENCE, Example, Suggestion
+
+log = logging.getLogger(__name__)
+
+REVIEW_DIR = "review"
+DECISIONS_FILE = "decisions.json"
+CACHE_PREFIX = "suggestions-"
+FORMAT = 1
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+STATUSES = (PENDING, ACCEPTED, REJECTED)
+STALE = "stale"  # a filter, not a status: an item of any status can be stale
+ACCEPTED_CODER = "suggested-accepted"
+CSV_COLUMNS = (
+    "interview_id",
+    "turn_index",
+    "start",
+    "end",
+    "passage",
+    "code",
+    "coder",
+    "confidence",
+    "decided_at",
+)
+ID_CHARS = 10
+
+
+def suggestion_id(interview_id: str, start: int, end: int, code: str) -> str:
+    """Stable id of a suggestion: the same passage and code always get the same id."""
+    key = f"{interview_id}:{start}:{end}:{code}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:ID_CHARS]
+
+
+def state_dir(index_dir: Path, state_home: Path | None = None) -> Path:
+    """Where a read-only index's review files go: one folder per index location, per user."""
+    home = state_home or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(str(Path(index_dir).resolve()).encode("utf-8")).hexdigest()[:12]
+    return Path(home) / "mlqi-rag" / digest
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step: readers see the old file or the new one,
+    never half of it, and a crash leaves no partial file (only a stray ``.tmp`` at worst)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _writable_dir(path: Path) -> bool:
+    """Whether files can be created in ``path`` (or, when it does not exist yet, its parent).
+    Tried for real: permission bits do not tell about a read-only mount, nor about root."""
+    target = path if path.is_dir() else path.parent
+    probe = target / f".probe-{secrets.token_hex(4)}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return False
+    return not path.exists() or path.is_dir()
+
+
+@functools.cache
+def model_digest() -> str:
+    """The suggestion model is the code of ``suggest*.py`` as this process loaded it: another
+    model (a new version) computes its suggestions anew instead of reading an old cache."""
+    from . import suggest as sg
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(sg.__file__).parent.glob("suggest*.py")):
+        with contextlib.suppress(OSError):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---- values -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a researcher decided about one suggestion, on which version of the transcript."""
+
+    interview_id: str
+    turn_index: int
+    start: int
+    end: int
+    code: str
+    text: str
+    confidence: float
+    status: str
+    decided_at: str
+    source_sha256: str
+
+    @property
+    def id(self) -> str:
+        return suggestion_id(self.interview_id, self.start, self.end, self.code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "interview_id": self.interview_id,
+            "turn_index": self.turn_index,
+            "start": self.start,
+            "end": self.end,
+            "code": self.code,
+            "text": self.text,
+            "confidence": self.confidence,
+            "status": self.status,
+            "decided_at": self.decided_at,
+            "source_sha256": self.source_sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Decision:
+        status = str(d["status"])
+        if status not in (ACCEPTED, REJECTED):
+            raise ValueError(f"unknown status {status!r}")
+        return cls(
+            interview_id=str(d["interview_id"]),
+            turn_index=int(d["turn_index"]),
+            start=int(d["start"]),
+            end=int(d["end"]),
+            code=str(d["code"]),
+            text=str(d.get("text", "")),
+            confidence=float(d.get("confidence", 0.0)),
+            status=status,
+            decided_at=str(d.get("decided_at", "")),
+            source_sha256=str(d["source_sha256"]),
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    """A suggestion as the reviewer sees it: the current suggestion (or, when the model no
+    longer makes it, the decision alone) with its status, and why it is stale ("" if not)."""
+
+    id: str
+    interview_id: str
+    turn_index: int
+    start: int
+    end: int
+    text: str
+    code: str
+    confidence: float
+    examples: tuple[Example, ...] = ()
+    status: str = PENDING
+    decided_at: str = ""
+    stale: str = ""
+    suggested: bool = True  # False: only the decision remains (the model no longer suggests it)
+
+    @property
+    def shown(self) -> bool:
+        """Whether it is shown as a suggestion (heatmap, cards): pending or accepted, not stale."""
+        return self.status != REJECTED and not self.stale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "interview_id": self.interview_id,
+            "turn_index": self.turn_index,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "code": self.code,
+            "confidence": round(self.confidence, 4),
+            "status": self.status,
+            "decided_at": self.decided_at or None,
+            "stale": self.stale or None,
+            "suggested": self.suggested,
+            "examples": [e.to_dict() for e in self.examples],
+        }
+
+
+def _suggestion_from_dict(d: dict[str, Any]) -> Suggestion:
+    return Suggestion(
+        interview_id=str(d["interview_id"]),
+        turn_index=int(d["turn_index"]),
+        start=int(d["start"]),
+        end=int(d["end"]),
+        text=str(d["text"]),
+        code=str(d["code"]),
+        confidence=float(d["confidence"]),
+        examples=tuple(
+            Example(
+                interview_id=str(e["interview_id"]),
+                turn_index=int(e["turn_index"]),
+                text=str(e["text"]),
+                coder=str(e["coder"]),
+                similarity=float(e["similarity"]),
+            )
+            for e in d.get("examples", ())
+        ),
+    )
+
+
+def _id_key(iv_id: str) -> tuple[int, int | str]:
+    return (0, int(iv_id)) if iv_id.isdigit() else (1, iv_id)
+
+
+def filter_items(
+    items: Iterable[Item],
+    status: str | None = None,
+    interview: str | None = None,
+    code: str | None = None,
+) -> list[Item]:
+    """``status`` is one of ``STATUSES`` or ``"stale"``; empty / None = any."""
+    out = []
+    for it in items:
+        if interview and it.interview_id != interview:
+            continue
+        if code and it.code != code:
+            continue
+        if status == STALE and not it.stale:
+            continue
+        if status in STATUSES and it.status != status:
+            continue
+        out.append(it)
+    return out
+
+
+def counts(items: Iterable[Item]) -> dict[str, int]:
+    """How many items per status, and how many are stale."""
+    out = dict.fromkeys((*STATUSES, STALE), 0)
+    for it in items:
+        out[it.status] += 1
+        out[STALE] += bool(it.stale)
+    return out
+
+
+def csv_rows(index: Index, items: Iterable[Item]) -> list[list[object]]:
+    """The accepted, current items as CSV rows (coder ``suggested-accepted``): the passage is
+    read from the transcript now, so a row is exported only when its text still stands there."""
+    rows: list[list[object]] = []
+    for it in items:
+        if it.status != ACCEPTED or it.stale:
+            continue
+        try:
+            passage = index.source_text(it.interview_id)[it.start : it.end]
+        except (KeyError, SourceChangedError):
+            continue
+        if passage != it.text:  # offsets no longer hold (cannot happen with the same sha256)
+            continue
+        rows.append(
+            [
+                it.interview_id,
+                it.turn_index,
+                it.start,
+                it.end,
+                passage,
+                it.code,
+                ACCEPTED_CODER,
+                f"{it.confidence:.4f}",
+                it.decided_at,
+            ]
+        )
+    return rows
+
+
+def to_csv(rows: Iterable[Sequence[object]]) -> str:
+    """``CSV_COLUMNS`` then ``rows``; a cell a spreadsheet would run as a formula is
+    neutralised (``export.csv_cell``)."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([csv_cell(cell) for cell in row])
+    return buf.getvalue()
+
+
+# ---- the store ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReviewStore:
+    """Suggestions of one loaded index (computed once, cached) and the decisions about them.
+
+    Safe to share between the app's threads; decisions are re-read when another process (the
+    CLI beside the app) changed the file, and every write holds a file lock while it reads,
+    changes and replaces the decisions, so neither loses the other's.
+    """
+
+    index: Index
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    state_home: Path | None = None
+    embedder: Any = field(default=None, repr=False)  # the app's, so the model loads once
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _compute_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _suggestions: list[Suggestion] | None = field(default=None, repr=False)
+    _rare: dict[str, int] = field(default_factory=dict, repr=False)
+    _decisions: dict[str, Decision] = field(default_factory=dict, repr=False)
+    _stamp: tuple[str, int, int] | None = field(default=None, repr=False)
+    _dir: Path | None = field(default=None, repr=False)
+
+    # -- where ------------------------------------------------------------------------------------
+
+    @property
+    def index_dir(self) -> Path:
+        return Path(self.index.settings.index_dir).resolve()
+
+    @property
+    def primary_dir(self) -> Path:
+        return self.index_dir / REVIEW_DIR
+
+    @property
+    def fallback_dir(self) -> Path:
+        return state_dir(self.index_dir, self.state_home)
+
+    @property
+    def dir(self) -> Path:
+        """Where this store writes: in the index directory, else (read-only) the state dir."""
+        if self._dir is None:
+            primary = self.primary_dir
+            if _writable_dir(primary):
+                self._dir = primary
+            else:
+                self._dir = self.fallback_dir
+                log.info("index at %s is read-only: review files go to %s", primary, self._dir)
+        return self._dir
+
+    def _read_dirs(self) -> list[Path]:
+        """The write location first, then the other one (decisions made while the index was
+        read-only, or before it became so, are still found)."""
+        return list(dict.fromkeys([self.dir, self.primary_dir, self.fallback_dir]))
+
+    def _ensure_dir(self) -> Path:
+        d = self.dir
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MlqiError(
+                f"cannot save review files in {printable(str(d))} ({exc.strerror or exc}); "
+                "set XDG_STATE_HOME to a writable folder"
+            ) from exc
+        return d
+
+    # -- suggestions ------------------------------------------------------------------------------
+
+    def cache_key(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "generation": self.index.generation,
+            "settings_hash": self.index.manifest.get("settings_hash")
+            or self.index.settings.settings_hash(),
+            "model": model_digest(),
+            "min_confidence": round(float(self.min_confidence), 6),
+        }
+
+    def _cache_name(self, key: dict[str, Any]) -> str:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{CACHE_PREFIX}{key['generation']}-{digest}.json"
+
+    def _read_cache(self) -> tuple[list[Suggestion], dict[str, int]] | None:
+        key = self.cache_key()
+        name = self._cache_name(key)
+        for d in self._read_dirs():
+            try:
+                data = json.loads((d / name).read_text(encoding="utf-8"))
+                if data.get("key") != key:
+                    continue
+                rows = [_suggestion_from_dict(s) for s in data["suggestions"]]
+                rare = {str(k): int(v) for k, v in data.get("rare", {}).items()}
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable suggestions cache %s: %s", d / name, exc)
+                continue
+            return rows, rare
+        return None
+
+    def _write_cache(self, rows: Sequence[Suggestion], rare: dict[str, int]) -> None:
+        key = self.cache_key()
+        doc = {
+            "key": key,
+            "computed_at": _now(),
+            "rare": rare,
+            "suggestions": [s.to_dict() for s in rows],
+        }
+        try:
+            d = self._ensure_dir()
+            atomic_write(d / self._cache_name(key), json.dumps(doc, ensure_ascii=False))
+        except (OSError, MlqiError) as exc:  # the suggestions still hold, in memory
+            log.warning("could not cache suggestions: %s", exc)
+            return
+        for old in d.glob(f"{CACHE_PREFIX}*.json"):
+            if not old.name.startswith(f"{CACHE_PREFIX}{key['generation']}-"):
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
+    def _compute(self) -> tuple[list[Suggestion], dict[str, int]]:
+        from . import suggest as sg
+
+        kwargs: dict[str, Any] = {}
+        if self.embedder is not None and "embedder" in inspect.signature(sg.suggest).parameters:
+            kwargs["embedder"] = self.embedder
+        try:
+            rows = sg.suggest(self.index, None, self.min_confidence, **kwargs)
+        except SourceChangedError:
+            # a transcript changed since indexing: suggest for the others, one at a time
+            rows = []
+            for iv_id in sorted(self.index.interviews, key=_id_key):
+                if self.index.source_problem(iv_id) is None:
+                    rows += sg.suggest(self.index, iv_id, self.min_confidence, **kwargs)
+        return rows, sg.rare_codes(self.index)
+
+    def cached(self) -> bool:
+        """Whether suggestions are at hand without computing them."""
+        return self.suggestions(compute=False) is not None
+
+    def suggestions(self, compute: bool = True) -> list[Suggestion] | None:
+        """The index's suggestions: from memory, else the cache, else (``compute``) computed
+        now and cached. None when not computed yet and ``compute`` is False."""
+        with self._lock:
+            if self._suggestions is not None:
+                return self._suggestions
+            cached = self._read_cache()
+            if cached is not None:
+                self._suggestions, self._rare = cached
+                return self._suggestions
+        if not compute:
+            return None
+        with self._compute_lock:  # one computation at a time; the others wait and reuse it
+            with self._lock:
+                if self._suggestions is not None:
+                    return self._suggestions
+            rows, rare = self._compute()
+            self._write_cache(rows, rare)
+            with self._lock:
+                self._suggestions, self._rare = rows, rare
+                return rows
+
+    def rare_codes(self) -> dict[str, int]:
+        """Codes too rare to learn (known once suggestions are computed or read)."""
+        with self._lock:
+            return dict(self._rare)
+
+    # -- decisions --------------------------------------------------------------------------------
+
+    def _decisions_path(self) -> Path | None:
+        """The decisions file to read: the write location's, else the other one's."""
+        for d in self._read_dirs():
+            if (d / DECISIONS_FILE).is_file():
+                return d / DECISIONS_FILE
+        return None
+
+    def _load_decisions(self, path: Path) -> dict[str, Decision]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows = [Decision.from_dict(d) for d in data["decisions"]]
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MlqiError(
+                f"cannot read the review decisions in {printable(str(path))} ({exc}); "
+                "move the file away to start over"
+            ) from exc
+        return {d.id: d for d in rows}
+
+    def decisions(self) -> dict[str, Decision]:
+        """Every decision by suggestion id; re-read when the file changed on disk."""
+        with self._lock:
+            path = self._decisions_path()
+            if path is None:
+                self._decisions, self._stamp = {}, None
+                return {}
+            try:
+                st = path.stat()
+                stamp = (str(path), st.st_mtime_ns, st.st_size)
+            except OSError:
+                stamp = None
+            if stamp is None or stamp != self._stamp:
+                self._decisions = self._load_decisions(path)
+                self._stamp = stamp
+            return dict(self._decisions)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[Path]:
+        d = self._ensure_dir()
+        try:
+            fh = open(d / ".decisions.lock", "w")
+        except OSError as exc:
+            raise MlqiError(
+                f"cannot save review decisions in {printable(str(d))} ({exc.strerror or exc})"
+            ) from exc
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield d
+
+    def _save(self, d: Path, decisions: dict[str, Decision]) -> None:
+        doc = {
+            "format": FORMAT,
+            "note": "Review decisions on suggested codes (mlqi-rag review); never transcripts.",
+            "decisions": [
+                decisions[k].to_dict()
+                for k in sorted(
+                    decisions,
+                    key=lambda k: (
+                        _id_key(decisions[k].interview_id),
+                        decisions[k].start,
+                        decisions[k].code,
+                    ),
+                )
+            ],
+        }
+        path = d / DECISIONS_FILE
+        try:
+            atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+        except OSError as exc:
+            raise MlqiError(
+                f"cannot save review decisions in {printable(str(d))} ({exc.strerror or exc})"
+            ) from exc
+        self._stamp = None  # re-read (and re-stamp) on the next look
+
+    # -- items ------------------------------------------------------------------------------------
+
+    def _stale(self, interview_id: str, sha256: str | None, problems: dict[str, str]) -> str:
+        """Why an item of ``interview_id`` decided on ``sha256`` (None: undecided) no longer
+        holds; "" when it does."""
+        iv = self.index.interviews.get(interview_id)
+        if iv is None:
+            return f"interview {interview_id} is no longer in the index"
+        if interview_id not in problems:
+            problems[interview_id] = self.index.source_problem(interview_id) or ""
+        if problems[interview_id]:
+            return problems[interview_id]
+        if sha256 is not None and sha256 != iv.sha256:
+            return (
+                f"interview {interview_id}'s transcript changed since this decision; "
+                "decide again on the current text"
+            )
+        return ""
+
+    def items(self, compute: bool = False) -> list[Item]:
+        """Every suggestion with its status, then decisions the model no longer suggests;
+        ordered by interview, position, confidence. Only decisions until suggestions exist
+        (``compute`` computes them when needed)."""
+        rows = self.suggestions(compute=compute) or []
+        decided = self.decisions()
+        problems: dict[str, str] = {}
+        out: list[Item] = []
+        seen: set[str] = set()
+        for s in rows:
+            sid = suggestion_id(s.interview_id, s.start, s.end, s.code)
+            if sid in seen:
+                continue
+            seen.add(sid)
+            d = decided.get(sid)
+            out.append(
+                Item(
+                    sid,
+                    s.interview_id,
+                    s.turn_index,
+                    s.start,
+                    s.end,
+                    s.text,
+                    s.code,
+                    s.confidence,
+                    s.examples,
+                    d.status if d else PENDING,
+                    d.decided_at if d else "",
+                    self._stale(s.interview_id, d.source_sha256 if d else None, problems),
+                )
+            )
+        for sid, d in decided.items():
+            if sid in seen:
+                continue
+            out.append(
+                Item(
+                    sid,
+                    d.interview_id,
+                    d.turn_index,
+                    d.start,
+                    d.end,
+                    d.text,
+                    d.code,
+                    d.confidence,
+                    (),
+                    d.status,
+                    d.decided_at,
+                    self._stale(d.interview_id, d.source_sha256, problems),
+                    suggested=False,
+                )
+            )
+        out.sort(key=lambda it: (_id_key(it.interview_id), it.start, -it.confidence, it.code))
+        return out
+
+    def decide(self, ids: Sequence[str], status: str, now: str | None = None) -> list[Item]:
+        """Accept, reject or (``pending``) undo the decision on each of ``ids``; all or none.
+
+        Refused for an unknown id and for a suggestion whose transcript changed since
+        indexing (its offsets no longer point at the text that was suggested)."""
+        if status not in STATUSES:
+            raise MlqiError(f"unknown status {status!r} (choose {', '.join(STATUSES)})")
+        wanted = list(dict.fromkeys(i.strip() for i in ids if i and i.strip()))
+        if not wanted:
+            raise MlqiError("no suggestion id given")
+        by_id = {it.id: it for it in self.items()}
+        unknown = [i for i in wanted if i not in by_id]
+        if unknown:
+            hint = "" if self.cached() else "; suggestions are not computed yet"
+            raise MlqiError(
+                f"unknown suggestion id {', '.join(unknown)} (see `mlqi-rag review list`{hint})"
+            )
+        problems: dict[str, str] = {}
+        for i in wanted:
+            it = by_id[i]
+            if status == PENDING:
+                continue  # undoing is always allowed
+            why = self._stale(it.interview_id, None, problems)
+            if why or (not it.suggested and it.stale):
+                raise MlqiError(f"suggestion {i} cannot be decided: {why or it.stale}")
+        stamp = now or _now()
+        with self._lock, self._file_lock() as d:
+            self._stamp = None
+            current = self.decisions()
+            for i in wanted:
+                it = by_id[i]
+                if status == PENDING:
+                    current.pop(i, None)
+                    continue
+                current[i] = Decision(
+                    it.interview_id,
+                    it.turn_index,
+                    it.start,
+                    it.end,
+                    it.code,
+                    it.text,
+                    it.confidence,
+                    status,
+                    stamp,
+                    self.index.interviews[it.interview_id].sha256,
+                )
+            self._save(d, current)
+        after = {it.id: it for it in self.items()}
+        return [after[i] for i in wanted if i in after]
+
+    def accepted(self) -> list[Item]:
+        """Accepted suggestions whose transcript is unchanged: what the CSV holds."""
+        return [it for it in self.items() if it.status == ACCEPTED and not it.stale]
+
+    def export_csv(self) -> tuple[str, int]:
+        """The CSV of the accepted suggestions, and how many rows it has."""
+        rows = csv_rows(self.index, self.items())
+        return to_csv(rows), len(rows)
+
+    def write_csv(self, path: str | Path) -> int:
+        """Write the accepted suggestions to ``path`` (replaced atomically); returns the rows."""
+        target = Path(path)
+        text, n = self.export_csv()
+        try:
+            atomic_write(target, text)
+        except OSError as exc:
+            raise MlqiError(
+                f"cannot write {printable(str(target))} ({exc.strerror or exc})"
+            ) from exc
+        return n
+
+    # -- what the app shows beside answers --------------------------------------------------------
+
+    def shown_for(self, interview_id: str, start: int, end: int) -> list[Item]:
+        """Pending or accepted suggestions (not stale) on passages overlapping ``[start, end)``
+        of ``interview_id``; nothing before suggestions are computed."""
+        if self.suggestions(compute=False) is None:
+            return []
+        return [
+            it
+            for it in self.items()
+            if it.interview_id == interview_id and it.start < end and start < it.end and it.shown
+        ]
+
+
+# ---- one store per loaded index, for the app -------------------------------------------------
+
+_ATTACHED: dict[int, tuple[weakref.ref[Index], ReviewStore]] = {}
+_ATTACH_LOCK = threading.Lock()
+
+
+def attach(index: Index, min_confidence: float | None = None, embedder: Any = None) -> ReviewStore:
+    """The review store of ``index``, kept beside the loaded index so the answer cards and the
+    heatmap show what the Corpus tab computed. A ``min_confidence`` other than the current
+    store's replaces it (the decisions are the same file either way)."""
+    with _ATTACH_LOCK:
+        for key in [k for k, (ref, _) in _ATTACHED.items() if ref() is None]:
+            del _ATTACHED[key]
+        entry = _ATTACHED.get(id(index))
+        current = entry[1] if entry is not None and entry[0]() is index else None
+        if current is not None and min_confidence in (None, current.min_confidence):
+            if embedder is not None and current.embedder is None:
+                current.embedder = embedder
+            return current
+        store = ReviewStore(
+            index,
+            DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
+            embedder=embedder if embedder is not None else getattr(current, "embedder", None),
+        )
+        _ATTACHED[id(index)] = (weakref.ref(index), store)
+        return store
+
+
+def attached(index: Any) -> ReviewStore | None:
+    """The store ``attach`` made for ``index``, if any (never creates one)."""
+    with _ATTACH_LOCK:
+        entry = _ATTACHED.get(id(index))
+    if entry is None or entry[0]() is not index:
+        return None
+    return entry[1]
