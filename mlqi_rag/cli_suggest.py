@@ -3,7 +3,9 @@ how often such suggestions match the researchers, leaving one interview out at a
 
 from __future__ import annotations
 
-import math
+import difflib
+import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,56 +14,55 @@ import click
 from .cli import _emit_json, _settings, one_line_errors
 from .suggest import DEFAULT_MIN_CONFIDENCE
 
-TOP_CODES = 15
 
+def _check_code(index: Any, code: str) -> None:
+    """A code no researcher applied, or one too rare to learn, is a one-line error."""
+    from . import suggest as sg
+    from .errors import MlqiError
 
-def _f(x: float) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:.3f}"
-
-
-def _print_evaluation(ev: dict[str, Any]) -> None:
-    click.echo(
-        f"LOIO over interviews {', '.join(ev['interviews'])}: {ev['passages']} participant "
-        f"passages ({ev['coded_passages']} coded), learner {ev['learner']}, "
-        f"min confidence {ev['min_confidence']}, {ev['suggested']} suggested"
+    known = sorted(
+        {c for iv in index.interviews.values() for t in iv.turns for c in t.codes}
+        | {c for iv in index.interviews.values() for c in _coded(iv)}
     )
-    reached = "reached" if ev["target_reached"] else "NOT reached; best precision at"
-    click.echo(
-        f"precision target {ev['target_precision']}: {reached} {_f(ev['threshold_for_target'])}"
-    )
-    for level in ("passage", "interview"):
-        for avg in ("micro", "macro"):
-            m = ev[level][avg]
-            click.echo(
-                f"  {level:<9} {avg}  P={_f(m['precision'])} R={_f(m['recall'])} F1={_f(m['f1'])}"
-            )
-    codes = sorted(ev["passage"]["codes"].items(), key=lambda kv: -kv[1]["support"])[:TOP_CODES]
-    click.echo("code  support  suggested  P  R  F1 (passage level)")
-    for code, m in codes:
-        click.echo(
-            f"  {code:<45} {m['support']:>4} {m['suggested']:>4} "
-            f"{_f(m['precision'])} {_f(m['recall'])} {_f(m['f1'])}"
+    if code not in known:
+        by_lower = {c.lower(): c for c in known}
+        near = difflib.get_close_matches(code.lower(), list(by_lower), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(by_lower[c] for c in near)}?" if near else ""
+        raise MlqiError(f"unknown code {code!r} (no researcher applied it){hint}")
+    rare = sg.rare_codes(index)
+    if code in rare:
+        raise MlqiError(
+            f"code {code!r} is too rare to learn ({rare[code]} passage(s); a code needs "
+            f"{sg.MIN_EXAMPLES}+ passages in {sg.MIN_INTERVIEWS}+ interviews): never suggested"
         )
-    click.echo("Cohen's kappa vs each coder (suggested | other human coder, same passages)")
-    for r in ev["kappa"]:
-        click.echo(
-            f"  {r['coder']:<10} interviews {','.join(r['interviews']):<14} "
-            f"passage {_f(r['suggested_passage'])} | {_f(r['other_passage'])}   "
-            f"interview {_f(r['suggested_interview'])} | {_f(r['other_interview'])}"
-        )
-    for name, c in ev["learners"].items():
-        m = c["at_threshold"]
-        click.echo(
-            f"learner {name}: average precision {_f(c['average_precision'])}, at "
-            f"{_f(c['threshold_for_target'])} P={_f(m['precision'])} R={_f(m['recall'])}"
-        )
-    if ev["rare"]:
-        click.echo(f"{len(ev['rare'])} code(s) too rare to learn (< {ev['min_examples']} passages)")
+
+
+def _pruned(ev: dict[str, Any]) -> dict[str, Any]:
+    """The report without per-code rows of the ablations (the chosen learner and the baseline
+    keep theirs)."""
+    from .suggest_eval import BASELINE
+
+    out = {**ev, "learners": dict(ev["learners"])}
+    for name, r in ev["learners"].items():
+        if name not in (ev["learner"], BASELINE):
+            r = {**r}
+            for at in ("nested", "at_min_confidence"):
+                r[at] = {
+                    **r[at],
+                    **{lv: {**r[at][lv], "codes": {}} for lv in ("passage", "interview")},
+                }
+            out["learners"][name] = r
+    return out
+
+
+def _coded(iv: Any) -> set[str]:
+    return {c for t in iv.turns for p in t.paragraphs for _, cs in p.coded for c in cs}
 
 
 @click.command()
 @click.option("--index-dir", type=click.Path(path_type=Path), default=None, help="Index location.")
 @click.option("--interview", "interview", default=None, help="Only this interview id.")
+@click.option("--code", "code", default=None, help="Only suggestions of this code.")
 @click.option(
     "--min-confidence",
     type=float,
@@ -70,13 +71,28 @@ def _print_evaluation(ev: dict[str, Any]) -> None:
     help="Suggest a code only at this calibrated confidence or above.",
 )
 @click.option("--evaluate", is_flag=True, help="Leave-one-interview-out scores, not suggestions.")
+@click.option(
+    "--learner",
+    "learners",
+    multiple=True,
+    help="With --evaluate: the learners to compare (repeat; default: pairwise and knn).",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --evaluate: also write the report as FILE.md and FILE.json.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @one_line_errors
 def suggest(
     index_dir: Path | None,
     interview: str | None,
+    code: str | None,
     min_confidence: float,
     evaluate: bool,
+    learners: tuple[str, ...],
+    report: Path | None,
     as_json: bool,
 ) -> None:
     """Suggest codes for participant passages no researcher coded (labelled coder "suggested",
@@ -89,19 +105,39 @@ def suggest(
     if interview is not None and interview not in index.interviews:
         known = ", ".join(sorted(index.interviews, key=lambda i: (len(i), i)))
         raise MlqiError(f"unknown interview {interview} (the index holds {known})")
+    if code is not None:
+        _check_code(index, code)
     if evaluate:
-        ev = sg.evaluate(index, min_confidence=min_confidence)
+        from . import suggest_eval as se
+
+        ev = se.evaluate(index, min_confidence, learners or (se.DEFAULT_LEARNER, se.BASELINE))
+        args = ["--index-dir", str(index.settings.index_dir), "--evaluate"]
+        for name in learners:
+            args += ["--learner", name]
+        if min_confidence != DEFAULT_MIN_CONFIDENCE:
+            args += ["--min-confidence", str(min_confidence)]
+        if report is not None:
+            args += ["--report", str(report)]
+        command = "mlqi-rag suggest " + shlex.join(args)
+        ev["command"] = command
+        text = se.markdown(ev, command)
+        if report is not None:
+            base = report.with_suffix("")
+            base.parent.mkdir(parents=True, exist_ok=True)
+            base.with_suffix(".md").write_text(text, encoding="utf-8")
+            doc = json.dumps(_pruned(ev), indent=1, ensure_ascii=False)
+            base.with_suffix(".json").write_text(doc + "\n", encoding="utf-8")
         if as_json:
             _emit_json(ev)
         else:
-            _print_evaluation(ev)
+            click.echo(text, nl=False)
         return
-    rows = sg.suggest(index, interview, min_confidence)
+    rows = sg.suggest(index, interview, min_confidence, code=code)
     rare = sg.rare_codes(index)
     if rare:
         click.echo(
-            f"note: {len(rare)} code(s) too rare to learn (< {sg.MIN_EXAMPLES} passages), "
-            f"never suggested: {', '.join(rare)}",
+            f"note: {len(rare)} code(s) too rare to learn (a code needs {sg.MIN_EXAMPLES}+ "
+            f"passages in {sg.MIN_INTERVIEWS}+ interviews), never suggested: {', '.join(rare)}",
             err=True,
         )
     if as_json:

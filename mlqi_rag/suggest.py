@@ -1,25 +1,35 @@
 """Suggested codes for participant passages no researcher coded, scored against the researchers.
 
-Choices, each measured by leave-one-interview-out (LOIO) on the five coded interviews:
+What is learned: a passage (participant paragraph) has code X when any researcher applied X
+(moderation included); the other passages of a coded interview are negatives. A code needs
+``MIN_EXAMPLES`` passages (``rare_codes``: the rest are reported, never suggested).
 
-* **unit** — a participant *paragraph*: what Delve coders select and what ``agreement`` counts,
-  so a suggestion and a human code are compared on the same units. Its vector is the mean of its
-  sentence vectors (``Index.spans``); a paragraph too short for a sentence takes its turn chunk's
-  vector. (Chunk vectors, or both summed, ranked no better: ``REPRESENTATIONS``.)
-* **labels** — a passage has code X when any researcher applied it (moderation included): the
-  coders disagree on most passages, so one coder alone would teach the other's codes as
-  negatives. Passages of a coded interview that nobody coded are negatives for every code.
-* **learner** — k nearest passages (coded or not) with similarity-weighted votes ranked the
-  held-out codes better than one-vs-rest logistic regression (average precision 0.012 vs 0.009,
-  precision of the top 10 0.2 vs 0.0) and is 25x faster; codes with fewer than ``MIN_EXAMPLES``
-  passages are reported as too rare to learn and never suggested.
-* **confidence** — scores pooled over codes are Platt-scaled (with the code's log prior) on
-  out-of-fold scores, one *training* interview out at a time.
+The model (measured by leave-one-interview-out over the five coded interviews, with each fold's
+threshold chosen on its training interviews only: ``suggest_eval``, ``eval/results/suggest.md``):
 
-What the data allows: 60 of the 84 codes occur in one interview only, so a model that has not
-seen an interview rarely knows its codes; no threshold reaches passage precision 0.6 under LOIO.
-``DEFAULT_MIN_CONFIDENCE`` is the threshold of the best precision with at least 20 LOIO
-suggestions (``choose_threshold``). Suggestions are for a researcher to review, never codes.
+* **one pooled classifier over (passage, code) pairs**, so a code with few examples borrows the
+  weights the others taught: logistic regression on five features of ``suggest_features``
+  (similarity-weighted vote of the 10 nearest passages; cosine to the code's name in words and
+  the share of its stemmed words in the passage; share of training interviews with the code;
+  cosine of the *interviewer question before the passage* to the questions before the code's
+  examples, averaged over the interviews that used it). A training pair's features come from
+  the other training interviews only. All 14 features or gradient boosting ranked no better and
+  chose worse thresholds (held-out precision 0.05 and 0.08).
+* **Platt scaling on out-of-fold scores with a per-code intercept and a per-code slope of the
+  question feature** (L2-shrunk): answers to a guide question (``last-question-answers``) are
+  recognised by their question, other codes by their words. Without the slope held-out
+  precision was 0.11; with one scaling for all codes 0.13.
+* **at most ``TOP_K`` codes a passage**; **codes of one training interview are allowed** (their
+  per-code intercept learns how rarely they recur): requiring two interviews gave 0.22.
+* ``DEFAULT_MIN_CONFIDENCE``: the threshold rule of ``suggest_eval.choose_threshold`` on the
+  LOIO confidences of all five interviews (the fold thresholds were 0.20-0.29).
+
+Result (held out): passage precision 0.42 on 24 suggestions (recall 0.03), interview precision
+0.80; the old kNN baseline 0.02 (its own default: 0.10 on 21). The 0.6 target is not reached,
+and Cohen's kappa against each coder (about 0.1 at interview level) stays far below the
+human-human kappa (0.38-0.55): 51 of 84 codes occur in too few passages to learn, most of the
+rest in one interview, and even a perfect model of the learnable codes would score 0.15-0.24.
+Suggestions are for a researcher to review, never codes.
 
 A suggestion is labelled with coder ``"suggested"`` (``with_suggestions``), in memory beside the
 researchers' codes; it is never written into a transcript.
@@ -28,205 +38,198 @@ researchers' codes; it is never written into a transcript.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from . import agreement as ag
-from .coders import MODERATION
 from .errors import MlqiError
 from .index import Index
-from .types import Interview, Paragraph, Turn
+from .suggest_features import FEATURES, Corpus, Passage, corpus_of, learnable, pair_features
+from .types import Interview
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "DEFAULT_MIN_CONFIDENCE",
+    "SUGGESTED",
+    "Example",
+    "Passage",
+    "Suggestion",
+    "coded_interviews",
+    "corpus_of",
+    "rare_codes",
+    "suggest",
+    "with_suggestions",
+]
+
 SUGGESTED = "suggested"
-MIN_EXAMPLES = 5
-TARGET_PRECISION = 0.6
-DEFAULT_MIN_CONFIDENCE = 0.079  # choose_threshold on the LOIO predictions (knn, k=10)
+MIN_INTERVIEWS = 1  # a code is learned from this many interviews or more
+MIN_EXAMPLES = 5  # ... and this many passages or more
+TOP_K = 2  # codes suggested per passage at most
+USED = ("knn_vote", "name_cos", "name_overlap", "interviews", "iv_q_max_cos")
+SLOPES = ("iv_q_max_cos",)
+DEFAULT_MIN_CONFIDENCE = 0.27  # suggest_eval.choose_threshold on all 5 interviews: 0.270
 EXAMPLES_SHOWN = 3
 SNIPPET = 240
+CLASSIFIERS = ("logistic", "hgb")
 
 
-# ---- passages ---------------------------------------------------------------------------------
+# ---- the pooled pairwise model ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Passage:
-    """One participant paragraph, with every coder's codes on it."""
+def _classifier(kind: str) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    interview_id: str
-    turn_index: int
-    start: int
-    end: int
-    text: str
-    coded: tuple[tuple[str, tuple[str, ...]], ...]
-
-    @property
-    def codes(self) -> frozenset[str]:
-        return frozenset(c for _, cs in self.coded for c in cs)
-
-    def coders_of(self, code: str) -> tuple[str, ...]:
-        return tuple(name for name, cs in self.coded if code in cs)
+    if kind == "hgb":
+        return HistGradientBoostingClassifier(
+            max_iter=150, learning_rate=0.05, max_depth=3, early_stopping=False, random_state=0
+        )
+    if kind == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    raise MlqiError(f"unknown classifier {kind!r} (choices: {', '.join(CLASSIFIERS)})")
 
 
-def _turn_chunk(index: Index, iv_id: str, t: Turn, p: Paragraph) -> int:
-    for i, c in enumerate(index.chunks):
-        if c.interview_id == iv_id and c.turn_index == t.index and c.start <= p.start < c.end:
-            return i
-    return next(i for i, c in enumerate(index.chunks) if c.interview_id == iv_id)
+def _score(clf: Any, f: np.ndarray) -> np.ndarray:
+    if hasattr(clf, "decision_function"):
+        return np.asarray(clf.decision_function(f))
+    p = np.clip(clf.predict_proba(f)[:, 1], 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(p / (1 - p)))
 
 
-def passages(index: Index, representation: str = "spans") -> tuple[list[Passage], np.ndarray]:
-    """Every participant paragraph of the index and its L2-normalised vector (same order)."""
-    table = index.spans
-    rows: dict[str, list[tuple[int, int]]] = {}
-    for j in range(len(table)):
-        iv_id = index.chunks[int(table.chunk[j])].interview_id
-        rows.setdefault(iv_id, []).append(((int(table.start[j]) + int(table.end[j])) // 2, j))
-    out: list[Passage] = []
-    vecs: list[np.ndarray] = []
-    for iv in index.interviews.values():
-        mids = rows.get(iv.id, [])
-        for t in iv.turns:
-            if t.role != "participant":
-                continue
-            for p in t.paragraphs:
-                own = [j for mid, j in mids if p.start <= mid < p.end]
-                chunk_vec = index.vectors[_turn_chunk(index, iv.id, t, p)]
-                v = table.vectors[own].mean(0) if own else chunk_vec
-                if representation == "chunk":
-                    v = chunk_vec
-                elif representation == "spans+chunk":
-                    v = v + chunk_vec
-                vecs.append(v / (np.linalg.norm(v) or 1.0))
-                out.append(Passage(iv.id, t.index, p.start, p.end, p.text, p.coded))
-    dim = index.vectors.shape[1] if len(index.vectors) else 0
-    return out, np.array(vecs, dtype=np.float32).reshape(len(out), dim)
-
-
-REPRESENTATIONS = ("spans", "chunk", "spans+chunk")
-
-
-# ---- learners -----------------------------------------------------------------------------------
-
-
-class Learner(Protocol):
-    def fit(self, x: np.ndarray, y: np.ndarray) -> Learner: ...
-    def scores(self, x: np.ndarray) -> np.ndarray: ...
-
-
-class Knn:
-    """Similarity-weighted votes of the ``k`` nearest training passages (coded or not)."""
-
-    def __init__(self, k: int = 10) -> None:
-        self.k = k
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> Knn:
-        self.x, self.y = x, y
-        return self
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        sims = x @ self.x.T
-        k = min(self.k, sims.shape[1])
-        idx = np.argsort(-sims, axis=1)[:, :k]
-        w = np.clip(np.take_along_axis(sims, idx, 1), 1e-6, None)
-        votes = (w[:, :, None] * self.y[idx]).sum(1) / w.sum(1, keepdims=True)
-        return np.asarray(votes)
-
-
-class Logistic:
-    """One L2 logistic regression per code; a code absent from the training fold scores low."""
-
-    def __init__(self, c: float = 1.0) -> None:
-        self.c = c
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> Logistic:
-        from sklearn.linear_model import LogisticRegression
-
-        self.models: list[Any] = []
-        for j in range(y.shape[1]):
-            if 0 < y[:, j].sum() < len(y):
-                m = LogisticRegression(C=self.c, class_weight="balanced", max_iter=2000)
-                self.models.append(m.fit(x, y[:, j]))
-            else:
-                self.models.append(None)
-        return self
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        cols = [m.decision_function(x) if m else np.full(len(x), -10.0) for m in self.models]
-        return np.column_stack(cols) if cols else np.zeros((len(x), 0))
-
-
-LEARNERS: dict[str, type[Knn] | type[Logistic]] = {"logistic": Logistic, "knn": Knn}
-DEFAULT_LEARNER = "knn"
-
-
-# ---- the calibrated model -----------------------------------------------------------------------
-
-
-def _labels(ps: Sequence[Passage], codes: Sequence[str]) -> np.ndarray:
-    return np.array([[c in p.codes for c in codes] for p in ps], dtype=float).reshape(
-        len(ps), len(codes)
-    )
-
-
-def _platt_features(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    return np.column_stack([scores.ravel(), np.broadcast_to(np.log(prior), scores.shape).ravel()])
+def _calibration_features(
+    s: np.ndarray, code: np.ndarray, n: int, per_code: bool, raw: np.ndarray
+) -> np.ndarray:
+    """The pair score and (``per_code``) its code, one-hot, and each of the ``raw`` (standardised)
+    features times that one-hot: the scaling learns which codes the classifier over- or
+    under-rates on interviews it has not seen, and which feature speaks for which code
+    (``last-question-answers``: the question), shrunk by the L2 penalty."""
+    cols = [s.reshape(-1, 1)]
+    if per_code:
+        hot = np.eye(n)[code]
+        cols.append(hot)
+        cols += [hot * raw[:, [k]] for k in range(raw.shape[1])]
+    return np.hstack(cols)
 
 
 @dataclass
 class Model:
-    """A learner fitted on every training passage, with its Platt scaling and its evidence."""
+    """A pair classifier fitted on the training passages, Platt-scaled on out-of-fold scores."""
 
-    learner: str
     codes: tuple[str, ...]
-    rare: dict[str, int]  # code -> passages, below ``MIN_EXAMPLES``: never suggested
-    estimator: Any
+    rare: dict[str, int]  # code -> passages: too rare to learn, never suggested
+    corpus: Corpus
+    train: np.ndarray  # rows of ``corpus``
+    y: np.ndarray  # train x codes
+    clf: Any
     platt: Any
-    prior: np.ndarray
-    train: list[Passage]
-    x: np.ndarray
-    y: np.ndarray
+    top_k: int
+    columns: tuple[int, ...]
+    per_code: bool = True
+    slopes: tuple[int, ...] = ()  # feature columns with a slope per code in the scaling
+    centre: np.ndarray | None = None  # their mean and spread in the scaling's training pairs
+    spread: np.ndarray | None = None
 
-    def proba(self, x: np.ndarray) -> np.ndarray:
-        if not self.codes or not len(x):
-            return np.zeros((len(x), len(self.codes)))
-        s = self.estimator.scores(x)
-        return np.asarray(self.platt.predict_proba(_platt_features(s, self.prior))[:, 1]).reshape(
-            s.shape
+    def _raw(self, f: np.ndarray) -> np.ndarray:
+        if not self.slopes or self.centre is None or self.spread is None:
+            return np.zeros((len(f), 0))
+        return np.asarray((f[:, self.slopes] - self.centre) / self.spread)
+
+    def proba(self, rows: np.ndarray) -> np.ndarray:
+        """Calibrated confidence per (row, code); all but each row's ``top_k`` codes are 0."""
+        rows = np.asarray(rows, dtype=int)
+        if not self.codes or not len(rows):
+            return np.zeros((len(rows), len(self.codes)))
+        f = pair_features(self.corpus, self.train, self.y, rows, self.codes)
+        flat = f.reshape(-1, len(FEATURES))
+        s = _score(self.clf, flat[:, self.columns])
+        code = np.tile(np.arange(len(self.codes)), len(rows))
+        cal = _calibration_features(s, code, len(self.codes), self.per_code, self._raw(flat))
+        p = np.asarray(self.platt.predict_proba(cal)[:, 1]).reshape(len(rows), len(self.codes))
+        if self.top_k and p.shape[1] > self.top_k:
+            cut = -np.sort(-p, axis=1)[:, self.top_k - 1 : self.top_k]
+            p = np.where(p >= cut, p, 0.0)
+        return p
+
+    def examples(self, row: int, code: str) -> tuple[Example, ...]:
+        j = self.codes.index(code)
+        sims = self.corpus.x[self.train] @ self.corpus.x[row]
+        best = [i for i in np.argsort(-sims) if self.y[i, j]][:EXAMPLES_SHOWN]
+        return tuple(
+            Example(
+                (p := self.corpus.passages[self.train[i]]).interview_id,
+                p.turn_index,
+                p.text[:SNIPPET],
+                ", ".join(p.coders_of(code)),
+                float(sims[i]),
+            )
+            for i in best
         )
 
 
 def fit(
-    train: Sequence[Passage],
-    x: np.ndarray,
-    learner: str = DEFAULT_LEARNER,
+    corpus: Corpus,
+    train: np.ndarray,
+    classifier: str = "logistic",
+    min_interviews: int = MIN_INTERVIEWS,
     min_examples: int = MIN_EXAMPLES,
+    top_k: int = TOP_K,
+    features: Sequence[str] = USED,
+    per_code: bool = True,
+    slopes: Sequence[str] = SLOPES,
+    calibration_c: float = 1.0,
 ) -> Model:
-    """Fit on ``train``; the Platt scaling on out-of-fold scores, one training interview out at a
-    time, so the confidence reflects interviews the learner has not seen."""
+    """Fit on the passages ``train`` (rows of ``corpus``, several interviews).
+
+    A training pair's features come from the *other* training interviews only (as a new
+    interview's would), and the Platt scaling from scores out of fold, one training interview
+    out at a time, so a confidence speaks of interviews the model has not seen.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    counts = Counter(c for p in train for c in p.codes)
-    codes = tuple(sorted(c for c, n in counts.items() if n >= min_examples))
-    rare = {c: n for c, n in sorted(counts.items()) if n < min_examples}
+    train = np.asarray(train, dtype=int)
+    codes, rare = learnable(corpus, train, min_interviews, min_examples)
     if not codes:
         raise MlqiError("no coded passages to learn from")
-    y = _labels(train, codes)
-    prior = (y.sum(0) + 1) / (len(y) + 2)
-    groups = np.array([p.interview_id for p in train])
-    oof = np.zeros_like(y)
+    cols = tuple(FEATURES.index(f) for f in features)
+    y = corpus.labels(train, codes)
+    groups = corpus.groups[train]
+    feats, labels, owner, code_ix = [], [], [], []
     for g in dict.fromkeys(groups):
         held = groups == g
-        oof[held] = LEARNERS[learner]().fit(x[~held], y[~held]).scores(x[held])
-    platt = LogisticRegression(C=100.0, max_iter=1000).fit(_platt_features(oof, prior), y.ravel())
-    est = LEARNERS[learner]().fit(x, y)
-    return Model(learner, codes, rare, est, platt, prior, list(train), x, y)
+        ref_y = y[~held]
+        f = pair_features(corpus, train[~held], ref_y, train[held], codes)
+        known = np.flatnonzero(ref_y.sum(0) > 0)  # a code the others lack says nothing here
+        feats.append(f[:, known].reshape(-1, len(FEATURES)))
+        labels.append(y[held][:, known].ravel())
+        owner.append(np.full(labels[-1].shape, g, dtype=object))
+        code_ix.append(np.tile(known, int(held.sum())))
+    x_all, y_all, o_all = np.concatenate(feats), np.concatenate(labels), np.concatenate(owner)
+    c_all = np.concatenate(code_ix)
+    if len(set(y_all)) < 2:
+        raise MlqiError("no coded passages to learn from")
+    oof = np.zeros(len(y_all))
+    for g in dict.fromkeys(o_all):
+        held = o_all == g
+        if len(set(y_all[~held])) < 2:
+            continue
+        clf = _classifier(classifier).fit(x_all[~held][:, cols], y_all[~held])
+        oof[held] = _score(clf, x_all[held][:, cols])
+    sl = tuple(FEATURES.index(f) for f in slopes) if per_code else ()
+    centre, spread = x_all[:, sl].mean(0), x_all[:, sl].std(0) + 1e-6
+    raw = (x_all[:, sl] - centre) / spread
+    platt = LogisticRegression(C=calibration_c, max_iter=2000).fit(
+        _calibration_features(oof, c_all, len(codes), per_code, raw), y_all
+    )
+    clf = _classifier(classifier).fit(x_all[:, cols], y_all)
+    return Model(
+        codes, rare, corpus, train, y, clf, platt, top_k, cols, per_code, sl, centre, spread
+    )
 
 
 # ---- suggestions --------------------------------------------------------------------------------
@@ -285,29 +288,20 @@ def coded_interviews(index: Index) -> list[str]:
     ]
 
 
-def _examples(model: Model, v: np.ndarray, code: str) -> tuple[Example, ...]:
-    j = model.codes.index(code)
-    sims = model.x @ v
-    rows = [i for i in np.argsort(-sims) if model.y[i, j]][:EXAMPLES_SHOWN]
-    return tuple(
-        Example(
-            (p := model.train[i]).interview_id,
-            p.turn_index,
-            p.text[:SNIPPET],
-            ", ".join(p.coders_of(code)),
-            float(sims[i]),
-        )
-        for i in rows
-    )
+def _coded_rows(corpus: Corpus, coded: set[str]) -> np.ndarray:
+    return np.flatnonzero([g in coded for g in corpus.groups])
 
 
 def suggest(
     index: Index,
     interview_id: str | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    learner: str = DEFAULT_LEARNER,
+    *,
+    code: str | None = None,
+    embedder: Any = None,
 ) -> list[Suggestion]:
-    """Codes for every participant passage no researcher coded, most confident first per passage.
+    """Codes for every participant passage no researcher coded, most confident first per passage
+    (``code``: that code only).
 
     A coded interview's own passages were negatives in training; its uncoded passages are scored
     by a model fitted without that interview, as a fresh reader would see them.
@@ -315,45 +309,62 @@ def suggest(
     if interview_id is not None and interview_id not in index.interviews:
         known = ", ".join(sorted(index.interviews, key=lambda i: (len(i), i)))
         raise MlqiError(f"unknown interview {interview_id} (the index holds {known})")
-    ps, x = passages(index)
     coded = set(coded_interviews(index))
-    in_coded = np.array([p.interview_id in coded for p in ps], dtype=bool)
-    if not in_coded.any():
+    if not coded:
         raise MlqiError("no coded passages to learn from")
+    corpus = corpus_of(index, embedder)
+    rows = _coded_rows(corpus, coded)
     targets = [
         i
-        for i, p in enumerate(ps)
+        for i, p in enumerate(corpus.passages)
         if not p.codes and (interview_id is None or p.interview_id == interview_id)
     ]
-    models: dict[str, Model] = {}
-    out: list[Suggestion] = []
+    by_model: dict[str, list[int]] = {}
     for i in targets:
-        p = ps[i]
-        key = p.interview_id if p.interview_id in coded else ""
-        if key not in models:
-            keep = in_coded & np.array([q.interview_id != key for q in ps])
-            models[key] = fit([ps[k] for k in np.flatnonzero(keep)], x[keep], learner)
-        model = models[key]
-        probs = model.proba(x[i : i + 1])[0]
-        for j in np.argsort(-probs):
-            if probs[j] < min_confidence:
-                break
-            code = model.codes[j]
+        g = corpus.groups[i]
+        by_model.setdefault(g if g in coded else "", []).append(i)
+    out: list[Suggestion] = []
+    for key, mine in by_model.items():
+        model = fit(corpus, rows[corpus.groups[rows] != key])
+        if code is not None and code not in model.codes:
+            continue
+        probs = model.proba(np.array(mine))
+        for i, pr in zip(mine, probs, strict=True):
+            p = corpus.passages[i]
             src = index.source_text(p.interview_id)[p.start : p.end]
-            ex = _examples(model, x[i], code)
-            out.append(
-                Suggestion(
-                    p.interview_id, p.turn_index, p.start, p.end, src, code, float(probs[j]), ex
+            for j in np.argsort(-pr, kind="stable"):
+                if pr[j] < min_confidence or pr[j] <= 0:
+                    break
+                if code is not None and model.codes[j] != code:
+                    continue
+                ex = model.examples(i, model.codes[j])
+                c = model.codes[j]
+                out.append(
+                    Suggestion(
+                        p.interview_id, p.turn_index, p.start, p.end, src, c, float(pr[j]), ex
+                    )
                 )
-            )
+    order = {iv: n for n, iv in enumerate(index.interviews)}
+    out.sort(key=lambda s: (order[s.interview_id], s.start, -s.confidence))
     return out
 
 
-def rare_codes(index: Index, min_examples: int = MIN_EXAMPLES) -> dict[str, int]:
-    """Codes applied to fewer than ``min_examples`` passages: reported, never suggested."""
-    ps, _ = passages(index)
-    counts = Counter(c for p in ps for c in p.codes)
-    return {c: n for c, n in sorted(counts.items()) if n < min_examples}
+def rare_codes(
+    index: Index, min_examples: int = MIN_EXAMPLES, *, min_interviews: int = MIN_INTERVIEWS
+) -> dict[str, int]:
+    """Codes applied to fewer than ``min_examples`` passages or in fewer than ``min_interviews``
+    interviews, with their number of passages: reported, never suggested."""
+    counts: Counter[str] = Counter()
+    ivs: dict[str, set[str]] = {}
+    for iv in index.interviews.values():
+        for t in iv.turns:
+            for p in t.paragraphs if t.role == "participant" else ():
+                for c in {c for _, cs in p.coded for c in cs}:
+                    counts[c] += 1
+                    ivs.setdefault(c, set()).add(iv.id)
+    return {
+        c: n for c, n in sorted(counts.items()) if n < min_examples or len(ivs[c]) < min_interviews
+    }
 
 
 def with_suggestions(interview: Interview, suggestions: Sequence[Suggestion]) -> Interview:
@@ -376,211 +387,3 @@ def with_suggestions(interview: Interview, suggestions: Sequence[Suggestion]) ->
         for t in interview.turns
     )
     return replace(interview, turns=turns, coders=(*interview.coders, SUGGESTED))
-
-
-# ---- leave-one-interview-out evaluation ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Loio:
-    """Out-of-fold confidences for every participant passage of every coded interview."""
-
-    passages: list[Passage]
-    codes: tuple[str, ...]  # every code any researcher applied
-    learnable: tuple[str, ...]  # codes with ``MIN_EXAMPLES`` passages in the whole corpus
-    rare: dict[str, int]
-    proba: np.ndarray  # passages x codes (0 where the fold could not learn the code)
-    truth: np.ndarray
-
-
-def loio(
-    index: Index,
-    learner: str = DEFAULT_LEARNER,
-    min_examples: int = MIN_EXAMPLES,
-    representation: str = "spans",
-) -> Loio:
-    all_ps, all_x = passages(index, representation)
-    coded = set(coded_interviews(index))
-    if not coded:
-        raise MlqiError("no coded passages to learn from")
-    keep = np.array([p.interview_id in coded for p in all_ps], dtype=bool)
-    ps, x = [p for p, k in zip(all_ps, keep, strict=True) if k], all_x[keep]
-    counts = Counter(c for p in ps for c in p.codes)
-    codes = tuple(sorted(counts))
-    groups = np.array([p.interview_id for p in ps])
-    proba = np.zeros((len(ps), len(codes)))
-    for g in dict.fromkeys(groups):
-        held = groups == g
-        m = fit(
-            [p for p, h in zip(ps, held, strict=True) if not h], x[~held], learner, min_examples
-        )
-        cols = np.array([codes.index(c) for c in m.codes], dtype=int)
-        proba[np.ix_(np.flatnonzero(held), cols)] = m.proba(x[held])
-    learnable = tuple(c for c in codes if counts[c] >= min_examples)
-    rare = {c: counts[c] for c in codes if counts[c] < min_examples}
-    return Loio(ps, codes, learnable, rare, proba, _labels(ps, codes))
-
-
-def choose_threshold(
-    proba: np.ndarray, truth: np.ndarray, target: float = TARGET_PRECISION, min_predicted: int = 20
-) -> tuple[float, bool]:
-    """The lowest confidence at which the passage-level precision of everything at or above it
-    reaches ``target`` (the most recall that precision allows), with at least ``min_predicted``
-    suggestions so one lucky hit cannot set it; and whether ``target`` was reached. When it is
-    not, the threshold of the best precision instead."""
-    order = np.argsort(-proba.ravel(), kind="stable")
-    p, t = proba.ravel()[order], truth.ravel()[order]
-    prec = np.cumsum(t) / np.arange(1, len(t) + 1)
-    # only the last position of a tie block is a threshold: ``>=`` takes the whole block
-    cuts = [
-        i
-        for i in range(min_predicted - 1, len(p))
-        if p[i] > 0 and (i + 1 == len(p) or p[i + 1] < p[i])
-    ]
-    if not cuts:
-        return math.nan, False
-    ok = [i for i in cuts if prec[i] >= target]
-    if ok:
-        return float(p[ok[-1]]), True
-    best = max(cuts, key=lambda i: (prec[i], -i))
-    return float(p[best]), False
-
-
-def _prf(tp: float, fp: float, fn: float) -> dict[str, float]:
-    pr = tp / (tp + fp) if tp + fp else 0.0
-    rc = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": pr, "recall": rc, "f1": 2 * pr * rc / (pr + rc) if pr + rc else 0.0}
-
-
-def _scores(pred: np.ndarray, truth: np.ndarray, codes: Sequence[str], macro_codes: Sequence[str]):  # type: ignore[no-untyped-def]
-    tp, fp, fn = (pred * truth).sum(0), (pred * (1 - truth)).sum(0), ((1 - pred) * truth).sum(0)
-    per = {
-        c: {
-            **_prf(tp[j], fp[j], fn[j]),
-            "support": int(truth[:, j].sum()),
-            "suggested": int(pred[:, j].sum()),
-        }
-        for j, c in enumerate(codes)
-    }
-    macro = {
-        k: float(np.mean([per[c][k] for c in macro_codes])) if macro_codes else 0.0
-        for k in ("precision", "recall", "f1")
-    }
-    return per, _prf(tp.sum(), fp.sum(), fn.sum()), macro
-
-
-def _relabel(iv: Interview, suggested: dict[tuple[int, int], set[str]], coder: str) -> Interview:
-    """``iv`` with coder ``suggested`` and ``"other"``: the other human coder(s) of ``coder``."""
-
-    def para(p: Paragraph) -> Paragraph:
-        other = {c for name, cs in p.coded if name not in (coder, MODERATION) for c in cs}
-        extra = (
-            (SUGGESTED, tuple(sorted(suggested.get((p.start, p.end), ())))),
-            ("other", tuple(sorted(other))),
-        )
-        return replace(p, coded=(*p.coded, *extra))
-
-    turns = tuple(replace(t, paragraphs=tuple(para(p) for p in t.paragraphs)) for t in iv.turns)
-    return replace(iv, turns=turns, coders=(*iv.coders, SUGGESTED, "other"))
-
-
-def _kappas(index: Index, lo: Loio, pred: np.ndarray) -> list[dict[str, Any]]:
-    """Cohen's kappa of the suggestions against each human coder, beside the kappa of the other
-    human coder against the same coder on the same passages, codes and interviews."""
-    suggested: dict[str, dict[tuple[int, int], set[str]]] = {}
-    for i, p in enumerate(lo.passages):
-        got = {lo.codes[j] for j in np.flatnonzero(pred[i])}
-        suggested.setdefault(p.interview_id, {})[(p.start, p.end)] = got
-    ivs = [index.interviews[g] for g in suggested]
-    rows = []
-    for coder in dict.fromkeys(c for iv in ivs for c in ag.human_coders(iv)):
-        mine = [
-            _relabel(iv, suggested[iv.id], coder)
-            for iv in ivs
-            if coder in iv.coders and len(ag.human_coders(iv)) >= 2
-        ]
-        if not mine:
-            continue
-        row: dict[str, Any] = {"coder": coder, "interviews": [iv.id for iv in mine]}
-        for who in (SUGGESTED, "other"):
-            x: list[float] = []
-            y: list[float] = []
-            for iv in mine:
-                for t in iv.turns:
-                    for para in t.paragraphs if t.role == "participant" else ():
-                        x += [float(c in para.codes_by(who)) for c in lo.codes]
-                        y += [float(c in para.codes_by(coder)) for c in lo.codes]
-            level = ag.interview_agreement(mine, coders=(who, coder), codebook=lo.codes)
-            row[f"{who}_passage"] = ag.cohen_kappa(x, y)
-            row[f"{who}_interview"] = level.overall.kappa
-        rows.append(row)
-    return rows
-
-
-def _at(lo: Loio, threshold: float) -> dict[str, Any]:
-    pred = (lo.proba >= threshold).astype(float)
-    per, micro, macro = _scores(pred, lo.truth, lo.codes, lo.learnable)
-    groups = [p.interview_id for p in lo.passages]
-    ids = list(dict.fromkeys(groups))
-    rows = [[g == i for g in groups] for i in ids]
-    ipred = np.array([pred[r].max(0) for r in rows])
-    itruth = np.array([lo.truth[r].max(0) for r in rows])
-    iper, imicro, imacro = _scores(ipred, itruth, lo.codes, lo.learnable)
-    return {
-        "threshold": threshold,
-        "suggested": int(pred.sum()),
-        "passage": {"micro": micro, "macro": macro, "codes": per},
-        "interview": {"micro": imicro, "macro": imacro, "codes": iper},
-        "pred": pred,
-    }
-
-
-def evaluate(
-    index: Index,
-    learner: str = DEFAULT_LEARNER,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    compare: bool = True,
-) -> dict[str, Any]:
-    """LOIO over every coded interview: each is predicted by a model fitted on the others.
-
-    Micro figures count every code a researcher applied (a code too rare to learn is a miss);
-    macro figures average over the learnable codes. Kappa pools every (passage, code) decision
-    over the codebook of the coded interviews.
-    """
-    from sklearn.metrics import average_precision_score
-
-    if learner not in LEARNERS:
-        raise MlqiError(f"unknown learner {learner!r} (choices: {', '.join(LEARNERS)})")
-    lo = loio(index, learner)
-    at = _at(lo, min_confidence)
-    pred = at.pop("pred")
-    comparison = {}
-    for name in LEARNERS if compare else (learner,):
-        other = lo if name == learner else loio(index, name)
-        chosen, reached = choose_threshold(other.proba, other.truth)
-        fig = _at(other, chosen if not math.isnan(chosen) else 1.01)["passage"]["micro"]
-        comparison[name] = {
-            "average_precision": float(
-                average_precision_score(other.truth.ravel(), other.proba.ravel())
-            ),
-            "threshold_for_target": chosen,
-            "target_reached": reached,
-            "at_threshold": fig,
-            "at_default": _at(other, min_confidence)["passage"]["micro"],
-        }
-    return {
-        "learner": learner,
-        "min_confidence": min_confidence,
-        "target_precision": TARGET_PRECISION,
-        "threshold_for_target": comparison[learner]["threshold_for_target"],
-        "target_reached": comparison[learner]["target_reached"],
-        "interviews": list(dict.fromkeys(p.interview_id for p in lo.passages)),
-        "passages": len(lo.passages),
-        "coded_passages": int((lo.truth.sum(1) > 0).sum()),
-        "min_examples": MIN_EXAMPLES,
-        "learnable": list(lo.learnable),
-        "rare": lo.rare,
-        **at,
-        "kappa": _kappas(index, lo, pred),
-        "learners": comparison,
-    }
