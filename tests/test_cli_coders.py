@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from cliutil import one_line_error, run
 
 from mlqi_rag import agreement as ag
 from mlqi_rag.chunking import ChunkParams, chunk_interview
-from mlqi_rag.cli import cli
 from mlqi_rag.embedding import Embedder
 from mlqi_rag.errors import QuestionError
 from mlqi_rag.index import Index
@@ -23,20 +23,6 @@ from mlqi_rag.settings import Settings
 
 pytestmark = pytest.mark.slow
 CODED = ["2", "7", "12", "32", "35"]
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=True)
-
-
-def one_line_error(result: Result, *needles: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

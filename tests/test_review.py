@@ -23,10 +23,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cliutil import one_line_error, run
 
 from mlqi_rag import render, render_review, review, ui
-from mlqi_rag.cli import cli
 from mlqi_rag.export import csv_cell
 from mlqi_rag.index import Index, build_index
 from mlqi_rag.review import ACCEPTED_CODER, CSV_COLUMNS, ReviewStore, suggestion_id
@@ -42,22 +41,6 @@ def _state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(home))
     return home
-
-
-def run(args: list[str]) -> Result:
-    return CliRunner().invoke(cli, args, catch_exceptions=True)
-
-
-def one_line_error(result: Result, *needles: str) -> str:
-    """Failed with exit 1 and exactly one ``error:`` line (no traceback) naming the cause."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
-    return errors[0]
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:
@@ -210,8 +193,8 @@ def test_decision_on_an_edited_transcript_is_stale_and_never_exported(
     assert n == len(accepted) - 1 and target.text not in csv_text
     with pytest.raises(review.MlqiError, match="was edited"):
         store.decide([target.id], "rejected")
-    listed = run(["review", "list", "--index-dir", str(editable.index_dir),
-                  "--min-confidence", str(mc), "--status", "stale", "--json"])  # fmt: skip
+    listed = run("review", "list", "--index-dir", str(editable.index_dir),
+                  "--min-confidence", str(mc), "--status", "stale", "--json")  # fmt: skip
     assert listed.exit_code == 0, listed.output
     assert [d["id"] for d in json.loads(listed.stdout)] == [
         it.id for it in store.items() if it.stale
@@ -225,7 +208,7 @@ def test_decision_on_an_edited_transcript_is_stale_and_never_exported(
     decided = {it.id: it for it in fresh.items()}
     assert "changed since this decision" in decided[target.id].stale
     out = Path(editable.index_dir).parent / "accepted.csv"
-    result = run(["review", "export", str(out), "--index-dir", str(editable.index_dir)])
+    result = run("review", "export", str(out), "--index-dir", str(editable.index_dir))
     assert result.exit_code == 0, result.output
     rows = parse_csv(out.read_text(encoding="utf-8"))
     assert target.id not in {suggestion_id(r["interview_id"], int(r["start"]), int(r["end"]),
@@ -313,38 +296,39 @@ def test_cli_list_accept_reject_export(
 ) -> None:
     s, mc = review_index
     opts = ["--index-dir", str(s.index_dir), "--min-confidence", str(mc)]
-    listed = run(["review", "list", *opts, "--json"])
+    listed = run("review", "list", *opts, "--json")
     assert listed.exit_code == 0, listed.output
     items = json.loads(listed.stdout)
     assert len(items) >= 4 and {d["status"] for d in items} == {"pending"}
     assert set(items[0]) >= {"id", "interview_id", "turn_index", "start", "end", "text", "code",
                              "confidence", "status", "examples"}  # fmt: skip
-    text = run(["review", "list", *opts])
+    text = run("review", "list", *opts)
     assert text.exit_code == 0
     assert text.stdout.splitlines()[0].startswith(items[0]["id"] + "  ")
     assert f"{len(items)} of {len(items)} suggestion(s) shown" in text.stderr
 
     a, r = items[0], items[1]
-    acc = run(["review", "accept", a["id"], *opts])
+    acc = run("review", "accept", a["id"], *opts)
     assert acc.exit_code == 0, acc.output
     assert acc.stdout.startswith(f"Accepted {a['id']}")
-    assert run(["review", "reject", r["id"], *opts]).exit_code == 0
-    accepted = json.loads(run(["review", "list", *opts, "--status", "accepted", "--json"]).stdout)
+    assert run("review", "reject", r["id"], *opts).exit_code == 0
+    accepted = json.loads(run("review", "list", *opts, "--status", "accepted", "--json").stdout)
     assert [d["id"] for d in accepted] == [a["id"]]
     assert accepted[0]["decided_at"]
-    rejected = json.loads(run(["review", "list", *opts, "--status", "rejected", "--json"]).stdout)
+    rejected = json.loads(run("review", "list", *opts, "--status", "rejected", "--json").stdout)
     assert [d["id"] for d in rejected] == [r["id"]]
-    pending = json.loads(run(["review", "list", *opts, "--status", "pending", "--json"]).stdout)
+    pending = json.loads(run("review", "list", *opts, "--status", "pending", "--json").stdout)
     assert len(pending) == len(items) - 2
     mine = json.loads(
-        run(["review", "list", *opts, "--interview", a["interview_id"], "--code", a["code"],
-             "--json"]).stdout
-    )  # fmt: skip
+        run(
+            "review", "list", *opts, "--interview", a["interview_id"], "--code", a["code"], "--json"
+        ).stdout
+    )
     assert a["id"] in {d["id"] for d in mine}
     assert {(d["interview_id"], d["code"]) for d in mine} == {(a["interview_id"], a["code"])}
 
     out = tmp_path / "accepted.csv"
-    exp = run(["review", "export", str(out), *opts])
+    exp = run("review", "export", str(out), *opts)
     assert exp.exit_code == 0, exp.output
     assert "Wrote 1 accepted suggestion(s)" in exp.stderr
     raw = out.read_bytes().decode("utf-8")
@@ -360,18 +344,16 @@ def test_cli_list_accept_reject_export(
 def test_cli_errors_are_one_line(review_index: tuple[Settings, float], tmp_path: Path) -> None:
     s, mc = review_index
     opts = ["--index-dir", str(s.index_dir), "--min-confidence", str(mc)]
-    one_line_error(
-        run(["review", "accept", "0123456789", *opts]), "unknown suggestion id 0123456789"
-    )
-    one_line_error(run(["review", "reject", "zz", *opts]), "unknown suggestion id zz")
-    line = one_line_error(run(["review", "list", *opts, "--interview", "999"]), "999")
+    one_line_error(run("review", "accept", "0123456789", *opts), "unknown suggestion id 0123456789")
+    one_line_error(run("review", "reject", "zz", *opts), "unknown suggestion id zz")
+    line = one_line_error(run("review", "list", *opts, "--interview", "999"), "999")
     assert "2, 7, 12, 32, 35" in line
-    one_line_error(run(["review", "list", *opts, "--code", "No-such-code"]), "No-such-code")
+    one_line_error(run("review", "list", *opts, "--code", "No-such-code"), "No-such-code")
     missing = str(tmp_path / "nowhere")
     for cmd in (["list"], ["accept", "x"], ["export", str(tmp_path / "x.csv")]):
-        one_line_error(run(["review", *cmd, "--index-dir", missing]), "no index found", "nowhere")
+        one_line_error(run("review", *cmd, "--index-dir", missing), "no index found", "nowhere")
     blocked = Path(s.index_dir) / "CURRENT" / "x.csv"  # under a file: cannot be written
-    one_line_error(run(["review", "export", str(blocked), *opts]), "cannot write")
+    one_line_error(run("review", "export", str(blocked), *opts), "cannot write")
 
 
 # ---- the app's views ----------------------------------------------------------------------------

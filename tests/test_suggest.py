@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cliutil import one_line_error, run
 
-from mlqi_rag.cli import cli
 from mlqi_rag.embedding import Embedder
 from mlqi_rag.index import Index, build_index
 from mlqi_rag.settings import Settings
@@ -32,19 +31,6 @@ CODE = "Data-low-quality"
 # Held-out passage precision measured at 0.42 on 24 suggestions (the old kNN: 0.02): the 0.6
 # target is not reached on these data (see eval/results/suggest.md), so this is the floor.
 PRECISION_FLOOR = 0.35
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=True)
-
-
-def one_line_error(result: Result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
