@@ -132,15 +132,9 @@ class Scanner:
     def scan(self, result: RetrievalResult, query_vector: np.ndarray | None) -> Scan:
         index = self.index
         q = result.question
-        if query_vector is None:  # the filters leave nothing to search
+        if query_vector is None or result.allowed is None:  # the filters leave nothing
             return Scan(q, (), self.absent_names(q), model=self.model.digest)
-        allowed = (
-            result.allowed
-            if result.allowed is not None
-            else np.fromiter(
-                (result.filters.allows(c) for c in index.chunks), bool, count=len(index.chunks)
-            )
-        ) & self._participant
+        allowed = result.allowed & self._participant
         searched = [iv for iv in index.interviews if iv in set(result.searched)]
         other = tuple(iv for iv in searched if index.interviews[iv].language != "en")
         features, best_spans = self._features(q, query_vector, allowed, searched, other)
