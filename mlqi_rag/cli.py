@@ -532,15 +532,14 @@ def calibrate(
 ) -> None:
     """Fit the scan's decision model on labelled question–interview pairs (dev split), and
     report it on the held-out split beside a one-feature baseline."""
-    from .calibration import (
-        ScanModel,
-        bundled_model_path,
+    from .calibration import ScanModel, bundled_model_path
+    from .evaluation import load_questions
+    from .fitting import (
         decisions,
         fit,
         pairs_for,
         single_feature_baseline,
     )
-    from .evaluation import load_questions
     from .index import build_index
     from .pipeline import Pipeline
     from .settings import bundled_corpus
@@ -564,7 +563,7 @@ def calibrate(
         pairs += got
         absent.update(miss)
         click.echo(f"{name}: {len(got)} question–interview pairs", err=True)
-    model = fit(pairs)
+    model = fit(pairs, ruled={key for key, gone in absent.items() if gone})
     baseline = single_feature_baseline(pairs)
     report: dict[str, Any] = {"model": model.report, "splits": {}}
     for split in ("dev", "heldout"):

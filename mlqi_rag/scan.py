@@ -23,11 +23,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .calibration import FEATURES, T_ABSTAIN, ScanModel, question_features
+from .calibration import FEATURES, ScanModel, question_features
 from .embedding import Embedder
+from .feedback import Feedback
 from .index import Index, keyword_tokens
 from .language import french_keywords
-from .retrieval import FRAMING_WORDS, RetrievalResult, asks_for_interviews, codes_named
+from .retrieval import (
+    FRAMING_WORDS,
+    RetrievalResult,
+    asks_for_interviews,
+    codes_named,
+    interviews_named,
+)
 from .terms import CorpusTerms
 
 Verdict = Literal["discusses", "touches", "silent"]
@@ -67,12 +74,13 @@ class Scan:
     model: str = ""
     # P(no interview discusses it), from the question-level model (``calibration``)
     p_out_of_scope: float = 0.0
+    t_out_of_scope: float = 0.5  # the model's fitted bar (``ScanModel.t_abstain``)
 
     @property
     def out_of_scope(self) -> bool:
         """Answer "not in the interviews": a named thing no transcript mentions, or a question
         the fitted question-level model places outside the corpus."""
-        return bool(self.absent_names) or self.p_out_of_scope >= T_ABSTAIN
+        return bool(self.absent_names) or self.p_out_of_scope >= self.t_out_of_scope
 
     @property
     def discussing(self) -> tuple[InterviewEvidence, ...]:
@@ -141,12 +149,13 @@ class Scanner:
         names = list(features)
         x = np.array([[features[iv][f] for f in FEATURES] for iv in names], dtype=np.float64)
         p_d, p_t = self.model.predict(x) if len(names) else (np.zeros(0), np.zeros(0))
+        chosen = self.model.discussing(x, p_d)
         evidence = []
         for i, iv in enumerate(names):
             bar = self.model.threshold(features[iv]["asks_which"] > 0)
             verdict: Verdict = (
                 "discusses"
-                if p_d[i] >= bar
+                if chosen[i]
                 else "touches"
                 if p_t[i] >= min(self.model.t_touches, bar)
                 else "silent"
@@ -167,6 +176,7 @@ class Scanner:
             other_language=other,
             model=self.model.digest,
             p_out_of_scope=p_out,
+            t_out_of_scope=self.model.t_abstain,
         )
 
     def _french_vector(self, question: str) -> np.ndarray | None:
@@ -201,10 +211,16 @@ class Scanner:
             chunk_sim = np.where(
                 allowed & in_other, np.maximum(chunk_sim, index.vectors @ fv), chunk_sim
             )
+        prf_sim, fb_rows = self._feedback.dense(span_sim, span_ok, qv)
+        prf_kw = self._feedback.lexical(question, fb_rows, allowed)
+        best_prf_kw = float(prf_kw.max()) if len(prf_kw) else 0.0
         coverage, absent_share = self._term_coverage(question, allowed)
         # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
         asks_which = 1.0 if asks_for_interviews(question) else 0.0
         named = self.terms.name_features(question, searched)
+        # "In interview 38, …": the researcher chose the interview; relative features (gaps,
+        # ranks) say nothing when it is the only one searched.
+        asked_about = set(interviews_named(question, tuple(index.interviews)))
         phrased = self.terms.phrase_features(question, searched)
 
         chunk_iv = self._chunk_interview
@@ -241,12 +257,16 @@ class Scanner:
             else:
                 best_spans[iv] = ((), ())
             span_max = float(top[0])
+            prf_max = float(prf_sim[rows].max()) if len(rows) else -1.0
+            prf_kw_max = float(prf_kw[cmask].max()) if cmask.any() else 0.0
             kw = float(keyword[cmask].max()) if cmask.any() else 0.0
             codes = {code for c in np.flatnonzero(cmask) for code in index.chunks[c].codes}
             out[iv] = {
                 "span_max": span_max,
                 "span_top3": float(top[:3].mean()),
                 "span_gap": span_max - best_span,
+                "prf_max": prf_max,
+                "prf_bm25_rel": prf_kw_max / best_prf_kw if best_prf_kw > 0 else 0.0,
                 "chunk_max": float(chunk_sim[cmask].max()) if cmask.any() else -1.0,
                 "chunk_gap": (float(chunk_sim[cmask].max()) if cmask.any() else -1.0) - best_chunk,
                 "bm25_rel": kw / best_kw if best_kw > 0 else 0.0,
@@ -265,12 +285,29 @@ class Scanner:
                 "which_key": asks_which * float(coverage[2][pos]),
                 **named[iv],
                 **phrased[iv],
+                # "Which interviewees mention LightGBM?" is answered by saying the name.
+                "which_name": asks_which * named[iv]["name_hit"],
+                "named_interview": 1.0 if iv in asked_about else 0.0,
             }
-        # Where the interview stands among the searched ones (0 = strongest span).
+        # Where the interview stands among the searched ones (0 = strongest span), and how far
+        # it stands out of the crowd: a topic several interviews discuss lifts them above the
+        # rest, whatever the question's absolute similarity.
         ranked = sorted(out, key=lambda iv: -out[iv]["span_max"])
         for rank, iv in enumerate(ranked):
             out[iv]["rank_frac"] = rank / max(1, len(ranked) - 1)
+        for name in ("span_max", "prf_max"):
+            vals = np.array([out[iv][name] for iv in out])
+            mu, sd = (float(vals.mean()), float(vals.std())) if len(vals) else (0.0, 0.0)
+            best = float(vals.max()) if len(vals) else 0.0
+            for iv in out:
+                out[iv][name.replace("_max", "_z")] = (out[iv][name] - mu) / sd if sd > 0 else 0.0
+                if name == "prf_max":
+                    out[iv]["prf_gap"] = out[iv][name] - best
         return out, best_spans
+
+    @cached_property
+    def _feedback(self) -> Feedback:
+        return Feedback(self.index, self._chunk_interview)
 
     def _term_coverage(
         self, question: str, allowed: np.ndarray

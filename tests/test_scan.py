@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mlqi_rag.calibration import FEATURES, Pair, ScanModel, bundled_model_path, fit
+from mlqi_rag.calibration import FEATURES, ScanModel, bundled_model_path
 from mlqi_rag.cli import cli
+from mlqi_rag.fitting import Pair, fit
 from mlqi_rag.pipeline import Pipeline
 from mlqi_rag.quotes import MAX_QUOTE_WORDS
 from mlqi_rag.settings import Settings
@@ -58,6 +59,127 @@ def test_fit_recovers_a_separable_rule() -> None:
     assert (predicted == truth).mean() > 0.95
 
 
+def test_questions_the_absent_name_rule_decides_do_not_set_the_bars() -> None:
+    """A question turned away by the absent-name rule abstains whatever the bar: fitting the
+    interview bar on it would raise the bar and turn answerable questions away."""
+    rng = np.random.default_rng(2)
+    pairs, ruled = [], set()
+    for q in range(60):
+        # half name a tool no transcript mentions; a quarter are answered by one interview
+        # that matches weakly; a quarter by one strong and one weak interview
+        kind = "ruled" if q % 2 == 0 else "weak" if q % 4 == 1 else "strong"
+        for iv in range(8):
+            f = rng.normal(size=len(FEATURES)) * 0.2
+            boost = {("ruled", 0): 1.0, ("weak", 0): 1.0, ("strong", 0): 2.0, ("strong", 1): 1.0}
+            f[0] += boost.get((kind, iv), 0.0)  # similar-sounding passages score like weak
+            label = 2 if (kind, iv) in boost and kind != "ruled" else 0
+            pairs.append(Pair(str(q), "c", "dev", str(iv), label, tuple(f), True))
+        if kind == "ruled":
+            ruled.add(("c", str(q)))
+    naive, fitted = fit(pairs), fit(pairs, ruled=ruled)
+    assert fitted.t_discusses < naive.t_discusses
+    x = np.array([p.features for p in pairs])
+
+    def turned_away(model: ScanModel) -> int:
+        p_d, _ = model.predict(x)
+        return sum(
+            not any(p_d[i] >= model.t_discusses for i in range(q * 8, q * 8 + 8))
+            for q in range(60)
+            if q % 2
+        )
+
+    assert turned_away(fitted) < turned_away(naive)
+    assert fitted.report["dev_questions"] == 30  # the question-level model saw the open ones
+
+
+def test_which_questions_list_the_expected_number_of_interviews() -> None:
+    """ "Which interviewees…": calibrated probabilities sum to the expected count, and the list
+    is that many of the strongest; a question naming its interviews, or a model with its own
+    "which" bar, uses a bar."""
+    model = ScanModel.load(bundled_model_path())
+    assert model.t_which < 0  # the shipped model lists by expected count
+    f = {name: i for i, name in enumerate(FEATURES)}
+    p_d = np.array([0.9, 0.8, 0.55, 0.3, 0.2, 0.15, 0.1])  # sums to 3.0
+    x = np.zeros((len(p_d), len(FEATURES)))
+    x[:, f["asks_which"]] = 1.0
+    assert model.discussing(x, p_d).tolist() == [True] * 3 + [False] * 4
+    assert not model.discussing(x, p_d / 10).any()  # expected count 0.3: nobody
+    named = x.copy()
+    named[0, f["named_interview"]] = 1.0
+    assert model.discussing(named, p_d).tolist() == (p_d >= model.t_discusses).tolist()
+    how = x.copy()
+    how[:, f["asks_which"]] = 0.0
+    assert model.discussing(how, p_d).tolist() == (p_d >= model.t_discusses).tolist()
+    own_bar = ScanModel(**{**model.__dict__, "t_which": 0.25})
+    assert own_bar.discussing(x, p_d).sum() == 4
+
+
+def test_abstention_bar_keeps_false_abstention_within_the_budget() -> None:
+    """The fitted bar: the most abstention with at most 5% of answerable questions turned away,
+    strictly between probabilities (never on a training point)."""
+    from mlqi_rag.calibration import MAX_FALSE_ABSTENTION
+    from mlqi_rag.fitting import _abstain_threshold
+
+    rng = np.random.default_rng(1)
+    answerable = rng.beta(2, 5, size=60)  # mostly low P(out of scope), a few high
+    unanswerable = rng.beta(5, 2, size=20)
+    p = np.concatenate([answerable, unanswerable])
+    out = np.array([False] * 60 + [True] * 20)
+    t, rates = _abstain_threshold(p, out)
+    assert np.mean(answerable >= t) <= MAX_FALSE_ABSTENTION
+    assert rates["false_abstention"] == pytest.approx(np.mean(answerable >= t), abs=1e-4)
+    assert t not in set(p.tolist())
+    # any lower bar that still abstains on more unanswerable questions breaks the budget
+    lower = sorted(x for x in unanswerable if x < t)
+    if lower:
+        assert np.mean(answerable >= lower[-1]) > MAX_FALSE_ABSTENTION
+    # separable: every unanswerable question is turned away, no answerable one
+    t2, r2 = _abstain_threshold(
+        np.array([0.1, 0.2, 0.3, 0.7, 0.9]), np.array([0, 0, 0, 1, 1], bool)
+    )
+    assert 0.3 < t2 < 0.7 and r2 == {"abstention": 1.0, "false_abstention": 0.0}
+
+
+def test_fit_is_the_same_in_every_process() -> None:
+    """Folds are grouped by question with stable ids: str hashes differ between processes (and
+    so did the folds, the chosen C and the shipped model, before)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from mlqi_rag.calibration import FEATURES\n"
+        "from mlqi_rag.fitting import Pair, fit\n"
+        "rng = np.random.default_rng(0)\n"
+        "pairs = [Pair(f'q{q}', 'c', 'dev', str(i), int(2 * (f[0] > 0.8)), tuple(f), q % 5 > 0)\n"
+        "         for q in range(30) for i in range(6)\n"
+        "         for f in [rng.normal(size=len(FEATURES)) + (q % 5 == 0) * -2]]\n"
+        "print(fit(pairs).digest)\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1, digests
+
+
+def test_saved_model_keeps_its_abstention_bar(tmp_path: Path) -> None:
+    model = ScanModel.load(bundled_model_path())
+    assert 0 < model.t_abstain < 1
+    assert model.report["model"]["abstain_oof"]["false_abstention"] <= 0.05
+    moved = ScanModel(**{**model.__dict__, "t_abstain": model.t_abstain / 2})
+    moved.save(tmp_path / "m.json")
+    back = ScanModel.load(tmp_path / "m.json")
+    assert back.t_abstain == pytest.approx(model.t_abstain / 2, abs=1e-6)
+    assert back.digest != model.digest  # the bar is part of what names the model
+
+
 # ---- index time --------------------------------------------------------------------------------
 
 
@@ -89,6 +211,38 @@ def test_a_question_embeds_only_itself(seed_pipeline: Pipeline) -> None:
     before = seed_pipeline.embedder.calls
     engine.answer(MISSING)
     assert seed_pipeline.embedder.calls - before == 1
+
+
+def test_feedback_takes_few_spans_per_interview_and_expands_the_words(
+    seed_pipeline: Pipeline,
+) -> None:
+    """Pseudo-relevance feedback: PRF_SPANS spans, at most PRF_PER_INTERVIEW from one
+    interview; the lexical side reaches turns that use none of the question's own words."""
+    from mlqi_rag.feedback import PRF_PER_INTERVIEW, PRF_SPANS
+    from mlqi_rag.index import keyword_tokens
+    from mlqi_rag.retrieval import Filters
+
+    scanner, index = seed_pipeline.scanner, seed_pipeline.index
+    result = seed_pipeline.retriever.retrieve(MISSING, filters=Filters())
+    assert result.query_vector is not None and result.allowed is not None
+    allowed = result.allowed & np.array([c.role == "participant" for c in index.chunks])
+    span_ok = allowed[index.spans.chunk]
+    span_sim = np.where(span_ok, index.spans.vectors @ result.query_vector, -1.0)
+    sims, rows = scanner._feedback.dense(span_sim, span_ok, result.query_vector)
+    assert len(rows) == PRF_SPANS
+    per = np.bincount([int(scanner._chunk_interview[index.spans.chunk[r]]) for r in rows])
+    assert per.max() <= PRF_PER_INTERVIEW
+    assert (sims[~span_ok] == -1).all() and (sims[span_ok] > -1).all()
+    scores = scanner._feedback.lexical(MISSING, rows, allowed)
+    asked = set(keyword_tokens([MISSING])[0])
+    own = index.keyword_scores(MISSING)
+    reached = np.flatnonzero((scores > 0) & (own == 0))
+    assert len(reached), "the added words reach turns the question's words do not"
+    assert (scores[~allowed] == 0).all()
+    assert not asked & set(keyword_tokens([index.chunks[int(reached[0])].embed_text])[0])
+    scan = scanner.scan(result, result.query_vector)
+    rel = [e.features["prf_bm25_rel"] for e in scan.interviews]
+    assert len(rel) == 5 and max(rel) == pytest.approx(1.0) and min(rel) >= 0
 
 
 # ---- answers on the seeds ----------------------------------------------------------------------
