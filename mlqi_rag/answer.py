@@ -217,6 +217,7 @@ class BaseEngine:
                 warnings=result.warnings,
                 coverage={**scan.coverage(), "interviews": [], "count": 0},
                 evidence=tuple(e.to_dict() for e in scan.interviews),
+                passages=result.hits,
             )
             return
         groups = group_quotes(index, quotes, result.matched_codes)
@@ -250,6 +251,7 @@ class BaseEngine:
             warnings=result.warnings,
             coverage=draft.scan.coverage(),
             evidence=tuple(e.to_dict() for e in draft.scan.interviews),
+            passages=draft.excerpts(),
         )
 
 

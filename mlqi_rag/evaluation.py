@@ -259,7 +259,7 @@ def _mean(values: Iterable[float]) -> float | None:
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(rows)}
-    for system in ("ours", "llamaindex", "bm25"):
+    for system in ("ours", "read", "llamaindex", "bm25"):
         keys = sorted({k for r in rows for k in r.get(system, {})})
         for k in keys:
             out[f"{system}:{k}"] = _mean(r[system][k] for r in rows if k in r.get(system, {}))
@@ -333,6 +333,16 @@ def run_eval(
         answer = eng.answer(q.question, Filters(), k)
         latency = time.perf_counter() - t0
         row["answer"] = _answer_metrics(answer, q, index, locate, latency)
+        # The passages the answer read (its quotes' turns first): what the scan adds to
+        # retrieval. Scored like the retrievers' lists, beside them.
+        row["read"] = retrieval_metrics(
+            [
+                Retrieved(h.chunk.interview_id, h.chunk.text, h.chunk.segments)
+                for h in answer.passages
+            ],
+            q,
+            locate,
+        )
         run.rows.append(row)
     run.meta = {
         "engine": engine,
@@ -449,11 +459,12 @@ def report_tables(run: EvalRun) -> list[tuple[str, list[str], list[list[str]]]]:
     by_split = run.summary(lambda r: r["split"])
     by_kind = run.summary(lambda r: r["kind"])
     tables = []
-    header = ["metric", "ours", "llama-index defaults", "BM25 only"]
+    header = ["metric", "ours", "ours, as the answer read", "llama-index defaults", "BM25 only"]
     rows = [
         [
             k,
             _fmt(overall.get(f"ours:{k}")),
+            _fmt(overall.get(f"read:{k}")),
             _fmt(overall.get(f"llamaindex:{k}")),
             _fmt(overall.get(f"bm25:{k}")),
         ]
@@ -470,6 +481,9 @@ def report_tables(run: EvalRun) -> list[tuple[str, list[str], list[list[str]]]]:
             ),
         ]
         for k in (*RETRIEVAL_KEYS, *ANSWER_KEYS)
+    ] + [
+        [f"{k} (as the answer read)", *(_fmt(by_split[s].get(f"read:{k}")) for s in splits)]
+        for k in ("interview_recall@5", "interview_recall@10")
     ]
     tables.append(
         (

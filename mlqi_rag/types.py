@@ -225,6 +225,9 @@ class Answer:
     # interviews that discuss / touch on the question, of all searched (the evidence scan)
     coverage: dict[str, Any] = field(default_factory=dict)
     evidence: tuple[dict[str, Any], ...] = ()  # per interview: verdict, probabilities, features
+    # the passages the answer read, in its order: the turns of its quotes (strongest interview
+    # first), then the rest of the retrieved ones; an abstention's are the retrieved ones
+    passages: tuple[Hit, ...] = ()
 
     @property
     def interviews_cited(self) -> tuple[str, ...]:
@@ -244,5 +247,13 @@ class Answer:
             "warnings": list(self.warnings),
             "coverage": self.coverage,
             "evidence": list(self.evidence),
+            "passages": [
+                {
+                    "interview_id": h.chunk.interview_id,
+                    "turn_index": h.chunk.turn_index,
+                    "chunk_id": h.chunk.id,
+                }
+                for h in self.passages
+            ],
             "settings": self.settings,
         }

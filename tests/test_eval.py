@@ -126,11 +126,12 @@ def test_quick_eval_gate(seed_index, tmp_path: Path) -> None:  # type: ignore[no
     summary = out["summary"]
     assert summary["quote_exact_rate"] == 1.0
     assert summary["participant_share"] == 1.0
-    for system in ("ours", "llamaindex", "bm25"):
+    for system in ("ours", "read", "llamaindex", "bm25"):
         assert 0 <= summary[f"{system}:interview_recall@5"] <= 1
         assert f"{system}:mrr" in summary
     report = Path(out["report"])
     text = report.read_text(encoding="utf-8")
     assert "llama-index defaults" in text and "BM25 only" in text
+    assert "as the answer read" in text
     assert out["meta"]["corpus_hash"] in text and "all-MiniLM-L6-v2" in text
     assert report.with_suffix(".json").exists()

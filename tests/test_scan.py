@@ -279,6 +279,37 @@ def test_names_the_corpus_does_use_are_not_absent(seed_pipeline: Pipeline) -> No
     assert scanner.absent_names("In interview 17, what did the team deploy?") == ()
 
 
+def test_answer_lists_the_passages_it_read(seed_pipeline: Pipeline) -> None:
+    """The turns of its quotes first, strongest interview first, then the other retrieved
+    passages; an abstention read the retrieved ones."""
+    engine = seed_pipeline.engine("extractive")
+    answer = engine.answer(MISSING)
+    assert not answer.abstained
+    ids = [h.chunk.id for h in answer.passages]
+    assert len(ids) == len(set(ids))
+    quoted = {
+        h.chunk.id
+        for h in answer.passages
+        for c in answer.citations
+        if h.chunk.interview_id == c.interview_id and h.chunk.start <= c.start < h.chunk.end
+    }
+    assert set(ids[: len(quoted)]) == quoted  # quote turns lead
+    first = answer.passages[0].chunk.interview_id
+    assert first == answer.coverage["interviews"][0]
+    retrieved = seed_pipeline.retriever.retrieve(MISSING)
+    assert {h.chunk.id for h in retrieved.hits} <= set(ids)
+    d = answer.to_dict()["passages"]
+    assert [p["chunk_id"] for p in d] == ids
+    gone = engine.answer("How do the interviewees use Snorkel for weak supervision?")
+    assert gone.abstained
+    assert [h.chunk.id for h in gone.passages] == [
+        h.chunk.id
+        for h in seed_pipeline.retriever.retrieve(
+            "How do the interviewees use Snorkel for weak supervision?"
+        ).hits
+    ]
+
+
 def test_ask_json_has_coverage(seed_index: Settings) -> None:
     result = CliRunner().invoke(
         cli, ["ask", MISSING, "--json"], env={"MLQI_INDEX_DIR": str(seed_index.index_dir)}
