@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -51,6 +52,27 @@ def chromium() -> str:
             pytest.fail(f"{CHROMIUM} is missing: CI must run the browser test (make browser)")
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     return CHROMIUM
+
+
+@contextlib.contextmanager
+def browser(chromium: str, profile: Path) -> Iterator[tuple[Any, Any]]:
+    """Headless Chromium on a fresh profile (no cache, no cookies from an earlier run), with
+    downloads accepted; yields (context, page) and closes the browser however the test ends."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=chromium,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1440, "height": 1000},
+            accept_downloads=True,
+        )
+        try:
+            yield context, context.new_page()
+        finally:
+            context.close()
 
 
 @contextlib.contextmanager
@@ -109,65 +131,53 @@ def app_server(
 def test_ask_see_evidence_in_context_and_export(
     app_server: tuple[str, Path, Path], chromium: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, exports, log_path = app_server
     OUTPUT.mkdir(exist_ok=True)
     requested: list[str] = []
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh profile every run
-            executable_path=chromium,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1440, "height": 1000},
-            accept_downloads=True,
-        )
+    with browser(chromium, tmp_path / "chromium-profile") as (context, page):
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url)
+        box = page.locator("#question textarea, #question input").first
+        box.wait_for(timeout=60_000)
+        box.fill(MISSING)
+        box.press("Enter")
+
+        card = page.locator(
+            '#evidence-panel .evidence-card[data-interview="32"][data-verified="true"]'
+        ).first
         try:
-            page = context.new_page()
-            page.on("request", lambda r: requested.append(r.url))
-            page.goto(url)
-            box = page.locator("#question textarea, #question input").first
-            box.wait_for(timeout=60_000)
-            box.fill(MISSING)
-            box.press("Enter")
-
-            card = page.locator(
-                '#evidence-panel .evidence-card[data-interview="32"][data-verified="true"]'
-            ).first
-            try:
-                card.wait_for(timeout=ANSWER_MS)
-            finally:
-                page.screenshot(path=str(tmp_path / "browser-chat.png"), full_page=True)
-            expect(card.locator(".ev-verified")).to_contain_text("✓ verified")
-            expect(card.locator(".ev-quote")).not_to_be_empty()
-            expect(page.locator("#chat")).to_contain_text(MISSING)
-            expect(page.locator("#coverage")).to_contain_text("Searched")
-
-            card.locator("summary", has_text="show in context").click()
-            expect(card.locator(".ev-turn-cited mark").first).to_be_visible()
-            card.scroll_into_view_if_needed()
-
-            page.locator("#export-markdown").click()
-            link = page.locator("#export-file a[download]").first
-            link.wait_for(timeout=60_000)
-            expect(page.locator("#export-status")).to_contain_text("mlqi-quotes-")
-            with page.expect_download() as info:
-                link.click()
-            download = info.value
-            assert is_safe_export_name(download.suggested_filename)
-            text = Path(download.path()).read_text(encoding="utf-8")
-            assert "— Interview 32" in text
-            assert f"**Question:** {MISSING}" in text
-            for shot in (tmp_path / "browser-chat.png", OUTPUT / "browser-chat.png"):
-                page.screenshot(path=str(shot), full_page=True)
-
-            page.get_by_role("tab", name="Corpus").click()
-            expect(page.locator("#heatmap table.heatmap")).to_be_visible()
-            expect(page.locator("#code-passages .passage").first).to_be_visible()
-            page.screenshot(path=str(OUTPUT / "browser-corpus.png"), full_page=True)
+            card.wait_for(timeout=ANSWER_MS)
         finally:
-            context.close()
+            page.screenshot(path=str(tmp_path / "browser-chat.png"), full_page=True)
+        expect(card.locator(".ev-verified")).to_contain_text("✓ verified")
+        expect(card.locator(".ev-quote")).not_to_be_empty()
+        expect(page.locator("#chat")).to_contain_text(MISSING)
+        expect(page.locator("#coverage")).to_contain_text("Searched")
+
+        card.locator("summary", has_text="show in context").click()
+        expect(card.locator(".ev-turn-cited mark").first).to_be_visible()
+        card.scroll_into_view_if_needed()
+
+        page.locator("#export-markdown").click()
+        link = page.locator("#export-file a[download]").first
+        link.wait_for(timeout=60_000)
+        expect(page.locator("#export-status")).to_contain_text("mlqi-quotes-")
+        with page.expect_download() as info:
+            link.click()
+        download = info.value
+        assert is_safe_export_name(download.suggested_filename)
+        text = Path(download.path()).read_text(encoding="utf-8")
+        assert "— Interview 32" in text
+        assert f"**Question:** {MISSING}" in text
+        for shot in (tmp_path / "browser-chat.png", OUTPUT / "browser-chat.png"):
+            page.screenshot(path=str(shot), full_page=True)
+
+        page.get_by_role("tab", name="Corpus").click()
+        expect(page.locator("#heatmap table.heatmap")).to_be_visible()
+        expect(page.locator("#code-passages .passage").first).to_be_visible()
+        page.screenshot(path=str(OUTPUT / "browser-corpus.png"), full_page=True)
 
     # the file was generated into the app's export directory, under a safe name, and only there
     # the export itself; Gradio's copies of served files live in the hidden .gradio-cache/

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import ANSWER_MS, CHROMIUM_ARGS, MISSING, OUTPUT, running_app
+from test_browser import ANSWER_MS, MISSING, OUTPUT, browser, running_app
 from test_browser import chromium as chromium  # noqa: F401 - the fixture, shared
 
 from mlqi_rag import agreement
@@ -37,79 +37,66 @@ def coded_app(
 def test_coverage_strip_agreement_panel_and_disagreements_csv(
     coded_app: tuple[str, Path, Path], coded_index: Settings, chromium: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, exports, log_path = coded_app
     interviews = Index.load(coded_index).interviews
     k12 = agreement.passage_agreement(interviews["12"]).overall
     OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=chromium,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1440, "height": 1000},
-            accept_downloads=True,
-        )
+    with browser(chromium, tmp_path / "chromium-profile") as (context, page):
+        page.goto(url)
+        box = page.locator("#question textarea, #question input").first
+        box.wait_for(timeout=60_000)
+        box.fill(MISSING)
+        box.press("Enter")
+
+        cells = page.locator("#coverage .cov-cell")
         try:
-            page = context.new_page()
-            page.goto(url)
-            box = page.locator("#question textarea, #question input").first
-            box.wait_for(timeout=60_000)
-            box.fill(MISSING)
-            box.press("Enter")
-
-            cells = page.locator("#coverage .cov-cell")
-            try:
-                cells.first.wait_for(timeout=ANSWER_MS)
-            finally:
-                page.screenshot(path=str(OUTPUT / "browser-coders-chat.png"), full_page=True)
-            expect(cells).to_have_count(len(interviews))  # every interview searched, one cell
-            expect(page.locator("#coverage .cov-head")).to_contain_text(
-                f"of {len(interviews)} interviews discuss"
-            )
-            verdicts = {
-                c.get_attribute("data-interview"): c.get_attribute("data-verdict")
-                for c in cells.all()
-            }
-            assert set(verdicts) == set(interviews)
-            assert set(verdicts.values()) <= {"discusses", "touches", "silent"}
-            assert "discusses" in verdicts.values(), verdicts
-            # the strip is one or two lines under the chat, not a column of cells
-            box_strip = page.locator("#coverage .cov-strip").bounding_box()
-            assert box_strip is not None and box_strip["height"] < 80, box_strip
-            page.locator("#coverage").screenshot(path=str(OUTPUT / "browser-coverage-strip.png"))
-
-            page.get_by_role("tab", name="Corpus").click()
-            row = page.locator('#agreement-table tr[data-interview="12"]')
-            expect(row).to_be_visible()
-            expect(row.locator('[data-stat="kappa"]')).to_have_text(fmt(k12.kappa))
-            expect(row.locator('[data-stat="alpha"]')).to_have_text(fmt(k12.alpha))
-            expect(row).to_contain_text("PO, Rached")
-            expect(page.locator('#agreement-table tr[data-interview="*"]')).to_have_count(2)
-            expect(page.locator("#corpus-table")).to_contain_text("moderation")
-            page.screenshot(path=str(OUTPUT / "browser-coders-corpus.png"), full_page=True)
-
-            page.locator("#export-disagreements").click()
-            link = page.locator("#disagreements-file a[download]").first
-            link.wait_for(timeout=60_000)
-            expect(page.locator("#disagreements-status")).to_contain_text("mlqi-disagreements-")
-            with page.expect_download() as info:
-                link.click()
-            text = Path(info.value.path()).read_bytes().decode("utf-8")
-            assert text.startswith("interview,turn,speaker,start,end,code,applied_by")
-            assert "\r\n12," in text
-
-            # the heatmap, as one coder coded it
-            heat = page.locator("#heatmap-coder input").first
-            heat.click()
-            page.get_by_role("option", name="Rached", exact=True).click()
-            expect(page.locator('#heatmap .heatmap-wrap[data-coder="Rached"]')).to_be_visible()
-            expect(page.locator("#heatmap")).to_contain_text("not coded by Rached")
-            page.locator("#heatmap").screenshot(path=str(OUTPUT / "browser-heatmap-rached.png"))
+            cells.first.wait_for(timeout=ANSWER_MS)
         finally:
-            context.close()
+            page.screenshot(path=str(OUTPUT / "browser-coders-chat.png"), full_page=True)
+        expect(cells).to_have_count(len(interviews))  # every interview searched, one cell
+        expect(page.locator("#coverage .cov-head")).to_contain_text(
+            f"of {len(interviews)} interviews discuss"
+        )
+        verdicts = {
+            c.get_attribute("data-interview"): c.get_attribute("data-verdict") for c in cells.all()
+        }
+        assert set(verdicts) == set(interviews)
+        assert set(verdicts.values()) <= {"discusses", "touches", "silent"}
+        assert "discusses" in verdicts.values(), verdicts
+        # the strip is one or two lines under the chat, not a column of cells
+        box_strip = page.locator("#coverage .cov-strip").bounding_box()
+        assert box_strip is not None and box_strip["height"] < 80, box_strip
+        page.locator("#coverage").screenshot(path=str(OUTPUT / "browser-coverage-strip.png"))
+
+        page.get_by_role("tab", name="Corpus").click()
+        row = page.locator('#agreement-table tr[data-interview="12"]')
+        expect(row).to_be_visible()
+        expect(row.locator('[data-stat="kappa"]')).to_have_text(fmt(k12.kappa))
+        expect(row.locator('[data-stat="alpha"]')).to_have_text(fmt(k12.alpha))
+        expect(row).to_contain_text("PO, Rached")
+        expect(page.locator('#agreement-table tr[data-interview="*"]')).to_have_count(2)
+        expect(page.locator("#corpus-table")).to_contain_text("moderation")
+        page.screenshot(path=str(OUTPUT / "browser-coders-corpus.png"), full_page=True)
+
+        page.locator("#export-disagreements").click()
+        link = page.locator("#disagreements-file a[download]").first
+        link.wait_for(timeout=60_000)
+        expect(page.locator("#disagreements-status")).to_contain_text("mlqi-disagreements-")
+        with page.expect_download() as info:
+            link.click()
+        text = Path(info.value.path()).read_bytes().decode("utf-8")
+        assert text.startswith("interview,turn,speaker,start,end,code,applied_by")
+        assert "\r\n12," in text
+
+        # the heatmap, as one coder coded it
+        heat = page.locator("#heatmap-coder input").first
+        heat.click()
+        page.get_by_role("option", name="Rached", exact=True).click()
+        expect(page.locator('#heatmap .heatmap-wrap[data-coder="Rached"]')).to_be_visible()
+        expect(page.locator("#heatmap")).to_contain_text("not coded by Rached")
+        page.locator("#heatmap").screenshot(path=str(OUTPUT / "browser-heatmap-rached.png"))
 
     files = [p.name for p in exports.iterdir() if p.name != ".gradio-cache"]
     assert len(files) == 1 and files[0].startswith("mlqi-disagreements-"), files

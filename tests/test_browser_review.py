@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM_ARGS, OUTPUT, running_app
+from test_browser import OUTPUT, browser, running_app
 from test_browser import chromium as chromium  # noqa: F401 - the fixture, shared
 
 from mlqi_rag.index import Index
@@ -29,7 +29,7 @@ COMPUTE_MS = 300_000
 def test_compute_accept_reject_export_and_hatched_heatmap(
     review_index: tuple[Settings, float], chromium: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     s, mc = review_index
     for cached in (Path(s.index_dir) / "review").glob("suggestions-*.json"):
@@ -39,85 +39,73 @@ def test_compute_accept_reject_export_and_hatched_heatmap(
     work = tmp_path / "app"
     work.mkdir()
     with running_app(work, *args) as (url, exports, log_path):
-        with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=chromium,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1440, "height": 1000},
-                accept_downloads=True,
-            )
+        with browser(chromium, tmp_path / "chromium-profile") as (context, page):
+            page.goto(url)
+            page.get_by_role("tab", name="Corpus").click()
+            summary = page.locator("#review-summary")
+            expect(summary.locator('[data-state="not-computed"]')).to_be_visible()
+            expect(page.locator("#heatmap td.heat-suggested")).to_have_count(0)
+            if mc != DEFAULT_MIN_CONFIDENCE:
+                page.locator("#review-min-confidence input").fill(str(mc))
+            page.locator("#review-compute").click()
+            done = summary.locator('[data-state="computed"]')
             try:
-                page = context.new_page()
-                page.goto(url)
-                page.get_by_role("tab", name="Corpus").click()
-                summary = page.locator("#review-summary")
-                expect(summary.locator('[data-state="not-computed"]')).to_be_visible()
-                expect(page.locator("#heatmap td.heat-suggested")).to_have_count(0)
-                if mc != DEFAULT_MIN_CONFIDENCE:
-                    page.locator("#review-min-confidence input").fill(str(mc))
-                page.locator("#review-compute").click()
-                done = summary.locator('[data-state="computed"]')
-                try:
-                    done.wait_for(timeout=COMPUTE_MS)
-                finally:
-                    page.locator("#review").screenshot(path=str(OUTPUT / "browser-review.png"))
-                store = ReviewStore(Index.load(s), mc)
-                assert store.cached()  # the app cached what it computed, beside the index
-                expected = store.items()
-                expect(done).to_have_attribute("data-total", str(len(expected)))
-                rows = page.locator("#review-table tr.rv-row")
-                expect(rows).to_have_count(min(len(expected), 200))
-                first, second = expected[0], expected[1]
-                assert rows.nth(0).get_attribute("data-id") == first.id
-                expect(rows.nth(0).locator(".rv-examples li").first).to_be_visible()
-
-                # accept the first row, reject the second (picked in the selection box)
-                pick = page.locator("#review-select input").first
-                for n, (button, word) in enumerate(
-                    (("#review-accept", "Accepted"), ("#review-reject", "Rejected"))
-                ):
-                    pick.click()
-                    page.get_by_role("option").nth(n).click()
-                    page.keyboard.press("Escape")
-                    page.locator(button).click()
-                    expect(page.locator("#review-message")).to_contain_text(f"{word} 1 suggestion")
-                expect(page.locator(f'#review-table tr[data-id="{first.id}"]')).to_have_attribute(
-                    "data-status", "accepted"
-                )
-                expect(page.locator(f'#review-table tr[data-id="{second.id}"]')).to_have_attribute(
-                    "data-status", "rejected"
-                )
-                expect(done).to_have_attribute("data-accepted", "1")
-                expect(done).to_have_attribute("data-rejected", "1")
-
-                # the status filter narrows the table to the accepted one
-                page.locator("#review-status input").first.click()
-                page.get_by_role("option", name="accepted", exact=True).click()
-                expect(rows).to_have_count(1)
-                expect(rows.first).to_have_attribute("data-id", first.id)
-
-                # hatched cells: codes only suggestions put in an interview, with the legend
-                hatched = page.locator("#heatmap td.heat-suggested")
-                assert hatched.count() >= 1
-                expect(page.locator("#heatmap .heat-legend")).to_contain_text("hatched")
-                hatched.first.scroll_into_view_if_needed()
-                page.locator("#heatmap").screenshot(path=str(OUTPUT / "browser-review-heatmap.png"))
-
-                page.locator("#review-export").click()
-                link = page.locator("#review-file a[download]").first
-                link.wait_for(timeout=60_000)
-                expect(page.locator("#review-export-status")).to_contain_text(
-                    "1 accepted suggestion → mlqi-suggestions-accepted-"
-                )
-                with page.expect_download() as info:
-                    link.click()
-                text = Path(info.value.path()).read_bytes().decode("utf-8")
-                page.locator("#review").screenshot(path=str(OUTPUT / "browser-review-decided.png"))
-                page.screenshot(path=str(OUTPUT / "browser-review-corpus.png"), full_page=True)
+                done.wait_for(timeout=COMPUTE_MS)
             finally:
-                context.close()
+                page.locator("#review").screenshot(path=str(OUTPUT / "browser-review.png"))
+            store = ReviewStore(Index.load(s), mc)
+            assert store.cached()  # the app cached what it computed, beside the index
+            expected = store.items()
+            expect(done).to_have_attribute("data-total", str(len(expected)))
+            rows = page.locator("#review-table tr.rv-row")
+            expect(rows).to_have_count(min(len(expected), 200))
+            first, second = expected[0], expected[1]
+            assert rows.nth(0).get_attribute("data-id") == first.id
+            expect(rows.nth(0).locator(".rv-examples li").first).to_be_visible()
+
+            # accept the first row, reject the second (picked in the selection box)
+            pick = page.locator("#review-select input").first
+            for n, (button, word) in enumerate(
+                (("#review-accept", "Accepted"), ("#review-reject", "Rejected"))
+            ):
+                pick.click()
+                page.get_by_role("option").nth(n).click()
+                page.keyboard.press("Escape")
+                page.locator(button).click()
+                expect(page.locator("#review-message")).to_contain_text(f"{word} 1 suggestion")
+            expect(page.locator(f'#review-table tr[data-id="{first.id}"]')).to_have_attribute(
+                "data-status", "accepted"
+            )
+            expect(page.locator(f'#review-table tr[data-id="{second.id}"]')).to_have_attribute(
+                "data-status", "rejected"
+            )
+            expect(done).to_have_attribute("data-accepted", "1")
+            expect(done).to_have_attribute("data-rejected", "1")
+
+            # the status filter narrows the table to the accepted one
+            page.locator("#review-status input").first.click()
+            page.get_by_role("option", name="accepted", exact=True).click()
+            expect(rows).to_have_count(1)
+            expect(rows.first).to_have_attribute("data-id", first.id)
+
+            # hatched cells: codes only suggestions put in an interview, with the legend
+            hatched = page.locator("#heatmap td.heat-suggested")
+            assert hatched.count() >= 1
+            expect(page.locator("#heatmap .heat-legend")).to_contain_text("hatched")
+            hatched.first.scroll_into_view_if_needed()
+            page.locator("#heatmap").screenshot(path=str(OUTPUT / "browser-review-heatmap.png"))
+
+            page.locator("#review-export").click()
+            link = page.locator("#review-file a[download]").first
+            link.wait_for(timeout=60_000)
+            expect(page.locator("#review-export-status")).to_contain_text(
+                "1 accepted suggestion → mlqi-suggestions-accepted-"
+            )
+            with page.expect_download() as info:
+                link.click()
+            text = Path(info.value.path()).read_bytes().decode("utf-8")
+            page.locator("#review").screenshot(path=str(OUTPUT / "browser-review-decided.png"))
+            page.screenshot(path=str(OUTPUT / "browser-review-corpus.png"), full_page=True)
         log = log_path.read_text()
 
     assert text.startswith(
