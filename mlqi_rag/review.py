@@ -44,7 +44,7 @@ from typing import Any
 from .errors import MlqiError, SourceChangedError, printable
 from .export import csv_cell
 from .index import Index
-from .suggest import DEFAULT_MIN_CONFIDENCE, Example, Suggestion
+from .suggest import DEFAULT_MIN_CONFIDENCE, Example, Suggestion, passage_fields
 
 log = logging.getLogger(__name__)
 
@@ -212,13 +212,7 @@ class Item:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "interview_id": self.interview_id,
-            "turn_index": self.turn_index,
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
-            "code": self.code,
-            "confidence": round(self.confidence, 4),
+            **passage_fields(self),
             "status": self.status,
             "decided_at": self.decided_at or None,
             "stale": self.stale or None,

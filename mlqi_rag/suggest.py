@@ -267,16 +267,21 @@ class Suggestion:
     examples: tuple[Example, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "interview_id": self.interview_id,
-            "turn_index": self.turn_index,
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
-            "code": self.code,
-            "confidence": round(self.confidence, 4),
-            "examples": [e.to_dict() for e in self.examples],
-        }
+        return {**passage_fields(self), "examples": [e.to_dict() for e in self.examples]}
+
+
+def passage_fields(s: Any) -> dict[str, Any]:
+    """The JSON of a suggested (passage, code): shared by ``suggest --json`` and the review
+    store's rows, so the two never drift apart."""
+    return {
+        "interview_id": s.interview_id,
+        "turn_index": s.turn_index,
+        "start": s.start,
+        "end": s.end,
+        "text": s.text,
+        "code": s.code,
+        "confidence": round(s.confidence, 4),
+    }
 
 
 def coded_interviews(index: Index) -> list[str]:
