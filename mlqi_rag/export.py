@@ -232,20 +232,32 @@ def write_export(
     taken); the file is created exclusively, so an existing file is never overwritten.
     """
     key = normalise_format(fmt)
-    text = render(citations, key, question)
+    path = write_new_file(
+        directory, FILE_PREFIX, FORMATS[key], render(citations, key, question), now
+    )
+    assert is_safe_export_name(path.name)
+    return path
+
+
+def write_new_file(
+    directory: str | Path, prefix: str, ext: str, text: str, now: float | None = None
+) -> Path:
+    """Write ``text`` as ``<prefix>-<local time>.<ext>`` in ``directory`` (a ``-2``, ``-3`` …
+    suffix if that name is taken), created exclusively so that no existing file is ever
+    overwritten and no user text reaches the name. Every export (quotes, disagreements,
+    accepted suggestions) is written here."""
     folder = Path(directory).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    ext = FORMATS[key]
     for n in range(1, 1000):
         suffix = "" if n == 1 else f"-{n}"
-        path = folder / f"{FILE_PREFIX}-{stamp}{suffix}.{ext}"
+        path = folder / f"{prefix}-{stamp}{suffix}.{ext}"
         try:
             # newline="" keeps the CSV's \r\n row ends as they are.
             with open(path, "x", encoding="utf-8", newline="") as fh:
                 fh.write(text)
         except FileExistsError:
             continue
-        assert path.parent == folder and is_safe_export_name(path.name)
+        assert path.parent == folder
         return path
-    raise FileExistsError(f"too many exports named {FILE_PREFIX}-{stamp}* in {folder}")
+    raise FileExistsError(f"too many files named {prefix}-{stamp}* in {folder}")

@@ -10,7 +10,6 @@ All text goes through ``render.esc``.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import agreement as ag
 from .coders import MODERATION
+from .export import write_new_file
 from .render import _id_key, esc, interview_name
 from .types import Interview
 
@@ -139,19 +139,7 @@ def fmt(x: float, percent: bool = False) -> str:
 def write_disagreements(rows: Sequence[ag.Disagreement], directory: str | Path) -> Path:
     """The disagreements as CSV under a generated name (``mlqi-disagreements-<time>.csv``),
     created exclusively so nothing is overwritten; no user text reaches the name."""
-    folder = Path(directory).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    text = ag.disagreements_csv(rows)
-    for n in range(1, 1000):
-        path = folder / f"{DISAGREEMENTS_PREFIX}-{stamp}{'' if n == 1 else f'-{n}'}.csv"
-        try:
-            with open(path, "x", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"too many files named {DISAGREEMENTS_PREFIX}-{stamp}* in {folder}")
+    return write_new_file(directory, DISAGREEMENTS_PREFIX, "csv", ag.disagreements_csv(rows))
 
 
 # ---- HTML ----------------------------------------------------------------------------------------

@@ -9,12 +9,12 @@ and stale ones only in the review table. All transcript text goes through ``rend
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MlqiError
+from .export import write_new_file
 from .index import Index
 from .render import code_heatmap_html, esc, interview_name, sorted_interviews
 from .review import (
@@ -243,19 +243,7 @@ def write_accepted(store: ReviewStore, directory: str | Path) -> tuple[Path, int
     (``mlqi-suggestions-accepted-<time>.csv``), created exclusively so nothing is overwritten;
     no user text reaches the name. Returns the path and the number of rows."""
     rows = csv_rows(store.index, store.items())
-    text = to_csv(rows)
-    folder = Path(directory).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        path = folder / f"{EXPORT_PREFIX}-{stamp}{'' if n == 1 else f'-{n}'}.csv"
-        try:
-            with open(path, "x", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-        except FileExistsError:
-            continue
-        return path, len(rows)
-    raise FileExistsError(f"too many files named {EXPORT_PREFIX}-{stamp}* in {folder}")
+    return write_new_file(directory, EXPORT_PREFIX, "csv", to_csv(rows)), len(rows)
 
 
 def heatmap_legend(suggested: Mapping[tuple[str, str], int]) -> str:
