@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from cliutil import can_mount_read_only, on_read_only_mount
 
 from mlqi_rag.chunking import ChunkParams, chunk_interviews
 from mlqi_rag.cli import cli
@@ -214,44 +215,20 @@ def test_unpunctuated_200kb_turn_is_capped_in_chunks_and_quotes(tmp_path: Path, 
 # ---- index location --------------------------------------------------------------------------
 
 
-def _can_mount_read_only(path: Path) -> bool:
-    if not shutil.which("unshare") or os.geteuid() != 0:
-        return False
-    probe = subprocess.run(
-        [
-            "unshare",
-            "-m",
-            "sh",
-            "-c",
-            f"mount --bind {path} {path} && mount -o remount,bind,ro {path} && ! touch {path}/x",
-        ],
-        capture_output=True,
-        timeout=30,
-    )
-    return probe.returncode == 0
-
-
 def test_read_only_index_still_answers_and_index_says_why(
     seed_dir: Path, tmp_path: Path, embedder
 ) -> None:  # type: ignore[no-untyped-def]
     corpus = copy_seeds(seed_dir, tmp_path / "c", only=("32", "35"))
     s = index_of(corpus, tmp_path / "idx", embedder)
-    if not _can_mount_read_only(tmp_path / "idx"):
+    if not can_mount_read_only(tmp_path / "idx"):
         pytest.skip("needs root and unshare to mount a read-only directory")
     exe = Path(sys.executable).with_name("mlqi-rag")
     idx = s.index_dir
     script = (
-        f"mount --bind {idx} {idx} && mount -o remount,bind,ro {idx} && "
         f"{exe} ask '{MISSING}'; echo ask-rc=$?; "
         f"{exe} index --corpus {corpus} --force; echo index-rc=$?"
     )
-    out = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script],
-        env={**os.environ, "MLQI_INDEX_DIR": str(idx)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = on_read_only_mount(idx, script, env={**os.environ, "MLQI_INDEX_DIR": str(idx)})
     assert "ask-rc=0" in out.stdout, out.stderr
     assert "Interview 35" in out.stdout
     assert "corrupt" not in out.stderr

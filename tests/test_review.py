@@ -16,14 +16,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from cliutil import one_line_error, run
+from cliutil import can_mount_read_only, on_read_only_mount, one_line_error, run
 
 from mlqi_rag import render, render_review, review, ui
 from mlqi_rag.export import csv_cell
@@ -238,23 +237,12 @@ def test_read_only_index_dir_falls_back_to_the_state_dir(
     assert ReviewStore(Index.load(s), mc).accepted()[0].id == it.id
 
 
-def _can_mount_read_only(path: Path) -> bool:
-    if not shutil.which("unshare") or os.geteuid() != 0:
-        return False
-    probe = subprocess.run(
-        ["unshare", "-m", "sh", "-c",
-         f"mount --bind {path} {path} && mount -o remount,bind,ro {path} && ! touch {path}/x"],
-        capture_output=True, timeout=30,
-    )  # fmt: skip
-    return probe.returncode == 0
-
-
 def test_cli_on_a_read_only_mounted_index(
     review_index: tuple[Settings, float], tmp_path: Path
 ) -> None:
     s, mc = review_index
     idx = Path(s.index_dir)
-    if not _can_mount_read_only(idx):
+    if not can_mount_read_only(idx):
         pytest.skip("needs root and unshare to mount a read-only directory")
     state = tmp_path / "ro-state"
     exe = Path(sys.executable).with_name("mlqi-rag")
@@ -262,17 +250,12 @@ def test_cli_on_a_read_only_mounted_index(
     first = ReviewStore(Index.load(s), mc).items()[0]
     opts = f"--index-dir {idx} --min-confidence {mc}"
     script = (
-        f"mount --bind {idx} {idx} && mount -o remount,bind,ro {idx} && "
         f"{exe} review accept {first.id} {opts}; echo accept-rc=$?; "
         f"{exe} review list --status accepted --json {opts}; echo list-rc=$?; "
         f"{exe} review export {out} {opts}; echo export-rc=$?"
     )
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script],
-        env={**os.environ, "XDG_STATE_HOME": str(state)},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = on_read_only_mount(
+        idx, script, env={**os.environ, "XDG_STATE_HOME": str(state)}, timeout=600
     )
     for step in ("accept", "list", "export"):
         assert f"{step}-rc=0" in result.stdout, result.stderr
