@@ -90,6 +90,15 @@ def question_features(x: np.ndarray, p_d: np.ndarray) -> np.ndarray:
     )
 
 
+def lists_by_count(x: np.ndarray) -> bool:
+    """Whether a question (its interviews' ``FEATURES`` rows) is a "which interviewees…"
+    question over the corpus, not about interviews it names: its list is as long as its
+    expected count (``ScanModel.discussing``), so no bar decides it."""
+    return bool(
+        x[0, FEATURES.index("asks_which")] > 0 and not x[:, FEATURES.index("named_interview")].any()
+    )
+
+
 def bundled_model_path() -> Path:
     return Path(str(resources.files("mlqi_rag") / "scan_model.json"))
 
@@ -134,14 +143,12 @@ class ScanModel:
         baseline, whose scores are not probabilities) uses that bar instead."""
         if not len(p_d):
             return np.zeros(0, dtype=bool)
-        f = {name: i for i, name in enumerate(FEATURES)}
-        which = x[0, f["asks_which"]] > 0
-        if which and self.t_which < 0 and not x[:, f["named_interview"]].any():
+        if self.t_which < 0 and lists_by_count(x):
             k = int(round(float(p_d.sum())))
             out = np.zeros(len(p_d), dtype=bool)
             out[np.argsort(-p_d, kind="stable")[:k]] = True
             return out
-        return p_d >= self.threshold(bool(which))
+        return p_d >= self.threshold(bool(x[0, FEATURES.index("asks_which")] > 0))
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = (x - self.mean) / self.scale

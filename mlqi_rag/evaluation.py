@@ -24,6 +24,7 @@ from . import __version__
 from .errors import QuestionError
 from .pipeline import Pipeline
 from .retrieval import Filters
+from .types import Hit
 
 KINDS = (
     "factoid",
@@ -123,6 +124,10 @@ def _first_rank(
         if any(it.interview_id == iv and covers(it, q, sp) for iv, q, sp in quotes):
             return r
     return 0
+
+
+def _retrieved(hits: Iterable[Hit]) -> list[Retrieved]:
+    return [Retrieved(h.chunk.interview_id, h.chunk.text, h.chunk.segments) for h in hits]
 
 
 def retrieval_metrics(
@@ -322,10 +327,7 @@ def run_eval(
             "answerable": q.answerable,
         }
         result = pipeline.retriever.retrieve(q.question, k=k, filters=Filters())
-        ours = [
-            Retrieved(h.chunk.interview_id, h.chunk.text, h.chunk.segments) for h in result.hits
-        ]
-        row["ours"] = retrieval_metrics(ours, q, locate)
+        row["ours"] = retrieval_metrics(_retrieved(result.hits), q, locate)
         if base is not None:
             row["llamaindex"] = retrieval_metrics(base.dense(q.question, k), q, locate)
             row["bm25"] = retrieval_metrics(base.bm25_only(q.question, k), q, locate)
@@ -335,14 +337,7 @@ def run_eval(
         row["answer"] = _answer_metrics(answer, q, index, locate, latency)
         # The passages the answer read (its quotes' turns first): what the scan adds to
         # retrieval. Scored like the retrievers' lists, beside them.
-        row["read"] = retrieval_metrics(
-            [
-                Retrieved(h.chunk.interview_id, h.chunk.text, h.chunk.segments)
-                for h in answer.passages
-            ],
-            q,
-            locate,
-        )
+        row["read"] = retrieval_metrics(_retrieved(answer.passages), q, locate)
         run.rows.append(row)
     run.meta = {
         "engine": engine,

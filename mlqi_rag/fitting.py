@@ -22,6 +22,7 @@ from .calibration import (
     MAX_FALSE_ABSTENTION,
     T_ABSTAIN,
     ScanModel,
+    lists_by_count,
     question_features,
 )
 
@@ -122,11 +123,9 @@ def fit(pairs: Sequence[Pair], ruled: Collection[tuple[str, str]] = ()) -> ScanM
     )
     p_d, p_t = model.predict(x)
     open_ = np.array([(p.corpus, p.question_id) not in ruled for p in dev])
-    f = {name: i for i, name in enumerate(FEATURES)}
-    listed = np.array([p.features[f["asks_which"]] > 0 for p in dev])  # expected-count lists
+    listed = np.zeros(len(dev), dtype=bool)  # expected-count lists: no bar decides them
     for rows in _by_question(dev).values():
-        if any(dev[i].features[f["named_interview"]] > 0 for i in rows):
-            listed[rows] = False
+        listed[rows] = lists_by_count(x[rows])
     barred = open_ & ~listed
     keep = [p for p, o in zip(dev, barred, strict=True) if o]
     t_d = best_threshold(keep, p_d[barred], 2)
@@ -135,7 +134,7 @@ def fit(pairs: Sequence[Pair], ruled: Collection[tuple[str, str]] = ()) -> ScanM
     # shift their probabilities, and a second bar fitted on the few such questions over-fitted
     # (repeated 5-fold CV on dev: the same coverage F1, 0.46, with count error 4.1 against 3.3).
     t_w = -1.0
-    ab = _fit_abstain(dev, z, c_d, groups, open_)
+    ab = _fit_abstain(dev, x, z, c_d, groups, open_)
     return ScanModel(
         FEATURES,
         mean,
@@ -172,7 +171,12 @@ def _by_question(pairs: Sequence[Pair]) -> dict[tuple[str, str], list[int]]:
 
 
 def _fit_abstain(
-    dev: Sequence[Pair], z: np.ndarray, c: float, groups: np.ndarray, open_: np.ndarray
+    dev: Sequence[Pair],
+    x: np.ndarray,
+    z: np.ndarray,
+    c: float,
+    groups: np.ndarray,
+    open_: np.ndarray,
 ) -> dict[str, Any]:
     """The question-level model, fitted on what the interview model says of questions it was
     not fitted on (out-of-fold, folds by question), so it learns how far to trust it."""
@@ -189,7 +193,6 @@ def _fit_abstain(
     for tr, te in GroupKFold(5).split(z, groups=groups):
         lr = LogisticRegression(C=c, max_iter=2000).fit(z[tr], y[tr])
         oof[te] = lr.predict_proba(z[te])[:, 1]
-    x = np.array([p.features for p in dev], dtype=np.float64)
     rows = [r for r in _by_question(dev).values() if open_[r[0]]]
     q = np.array([question_features(x[r], oof[r]) for r in rows])
     out_of_scope = np.array([not any(dev[i].label >= 2 for i in r) for r in rows])

@@ -213,6 +213,7 @@ class Scanner:
             )
         prf_sim, fb_rows = self._feedback.dense(span_sim, span_ok, qv)
         prf_kw = self._feedback.lexical(question, fb_rows, allowed)
+        best_prf = float(prf_sim.max()) if len(prf_sim) else 0.0
         best_prf_kw = float(prf_kw.max()) if len(prf_kw) else 0.0
         coverage, absent_share = self._term_coverage(question, allowed)
         # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
@@ -266,6 +267,7 @@ class Scanner:
                 "span_top3": float(top[:3].mean()),
                 "span_gap": span_max - best_span,
                 "prf_max": prf_max,
+                "prf_gap": prf_max - best_prf,
                 "prf_bm25_rel": prf_kw_max / best_prf_kw if best_prf_kw > 0 else 0.0,
                 "chunk_max": float(chunk_sim[cmask].max()) if cmask.any() else -1.0,
                 "chunk_gap": (float(chunk_sim[cmask].max()) if cmask.any() else -1.0) - best_chunk,
@@ -298,11 +300,8 @@ class Scanner:
         for name in ("span_max", "prf_max"):
             vals = np.array([out[iv][name] for iv in out])
             mu, sd = (float(vals.mean()), float(vals.std())) if len(vals) else (0.0, 0.0)
-            best = float(vals.max()) if len(vals) else 0.0
             for iv in out:
                 out[iv][name.replace("_max", "_z")] = (out[iv][name] - mu) / sd if sd > 0 else 0.0
-                if name == "prf_max":
-                    out[iv]["prf_gap"] = out[iv][name] - best
         return out, best_spans
 
     @cached_property
