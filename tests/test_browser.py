@@ -75,6 +75,20 @@ def browser(chromium: str, profile: Path) -> Iterator[tuple[Any, Any]]:
             context.close()
 
 
+def download_export(page: Any, button: str, file: str, status: str, says: str) -> Any:
+    """Click an export button, wait for its file link and status line (which must contain
+    ``says``), download the file as a user would; returns the Playwright download."""
+    from playwright.sync_api import expect
+
+    page.locator(button).click()
+    link = page.locator(f"{file} a[download]").first
+    link.wait_for(timeout=60_000)
+    expect(page.locator(status)).to_contain_text(says)
+    with page.expect_download() as info:
+        link.click()
+    return info.value
+
+
 @contextlib.contextmanager
 def running_app(work: Path, *args: str) -> Iterator[tuple[str, Path, Path]]:
     """``python app.py --port P ARGS`` on loopback until it answers; yields (url, export
@@ -160,13 +174,9 @@ def test_ask_see_evidence_in_context_and_export(
         expect(card.locator(".ev-turn-cited mark").first).to_be_visible()
         card.scroll_into_view_if_needed()
 
-        page.locator("#export-markdown").click()
-        link = page.locator("#export-file a[download]").first
-        link.wait_for(timeout=60_000)
-        expect(page.locator("#export-status")).to_contain_text("mlqi-quotes-")
-        with page.expect_download() as info:
-            link.click()
-        download = info.value
+        download = download_export(
+            page, "#export-markdown", "#export-file", "#export-status", "mlqi-quotes-"
+        )
         assert is_safe_export_name(download.suggested_filename)
         text = Path(download.path()).read_text(encoding="utf-8")
         assert "— Interview 32" in text

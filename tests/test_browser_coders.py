@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import ANSWER_MS, MISSING, OUTPUT, browser, running_app
+from test_browser import ANSWER_MS, MISSING, OUTPUT, browser, download_export, running_app
 from test_browser import chromium as chromium  # noqa: F401 - the fixture, shared
 
 from mlqi_rag import agreement
@@ -80,13 +80,14 @@ def test_coverage_strip_agreement_panel_and_disagreements_csv(
         expect(page.locator("#corpus-table")).to_contain_text("moderation")
         page.screenshot(path=str(OUTPUT / "browser-coders-corpus.png"), full_page=True)
 
-        page.locator("#export-disagreements").click()
-        link = page.locator("#disagreements-file a[download]").first
-        link.wait_for(timeout=60_000)
-        expect(page.locator("#disagreements-status")).to_contain_text("mlqi-disagreements-")
-        with page.expect_download() as info:
-            link.click()
-        text = Path(info.value.path()).read_bytes().decode("utf-8")
+        download = download_export(
+            page,
+            "#export-disagreements",
+            "#disagreements-file",
+            "#disagreements-status",
+            "mlqi-disagreements-",
+        )
+        text = Path(download.path()).read_bytes().decode("utf-8")
         assert text.startswith("interview,turn,speaker,start,end,code,applied_by")
         assert "\r\n12," in text
 

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 
 import pytest
-from test_browser import OUTPUT, browser, running_app
+from test_browser import OUTPUT, browser, download_export, running_app
 from test_browser import chromium as chromium  # noqa: F401 - the fixture, shared
 
 from mlqi_rag.index import Index
@@ -95,15 +95,14 @@ def test_compute_accept_reject_export_and_hatched_heatmap(
             hatched.first.scroll_into_view_if_needed()
             page.locator("#heatmap").screenshot(path=str(OUTPUT / "browser-review-heatmap.png"))
 
-            page.locator("#review-export").click()
-            link = page.locator("#review-file a[download]").first
-            link.wait_for(timeout=60_000)
-            expect(page.locator("#review-export-status")).to_contain_text(
-                "1 accepted suggestion → mlqi-suggestions-accepted-"
+            download = download_export(
+                page,
+                "#review-export",
+                "#review-file",
+                "#review-export-status",
+                "1 accepted suggestion → mlqi-suggestions-accepted-",
             )
-            with page.expect_download() as info:
-                link.click()
-            text = Path(info.value.path()).read_bytes().decode("utf-8")
+            text = Path(download.path()).read_bytes().decode("utf-8")
             page.locator("#review").screenshot(path=str(OUTPUT / "browser-review-decided.png"))
             page.screenshot(path=str(OUTPUT / "browser-review-corpus.png"), full_page=True)
         log = log_path.read_text()
