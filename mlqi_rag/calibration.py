@@ -48,6 +48,10 @@ FEATURES = (
     "prf_bm25_rel",
     "which_name",
     "named_interview",
+    "topic_span",
+    "topic_span_gap",
+    "topic_hyb",
+    "topic_hyb_gap",
 )
 
 

@@ -93,6 +93,20 @@ def asks_for_interviews(question: str) -> bool:
     return bool(_WHICH.search(question))
 
 
+_ASKING_VERB = re.compile(r"^(describe|mention|talk about|discuss|say|raise|use|have)\s+", re.I)
+
+
+def topic_of(question: str) -> str:
+    """What a "which interviewees…" question is about, without its framing: "Which
+    participants talk about outliers in their data?" → "outliers in their data". The framing
+    words pull the question's vector towards talk about interviewees; passages answer the topic.
+    Any other question is its own topic."""
+    if not asks_for_interviews(question):
+        return question
+    topic = _ASKING_VERB.sub("", _WHICH.sub("", question).strip(" ,?"))
+    return topic or question
+
+
 @dataclass(frozen=True)
 class RetrievalResult:
     question: str
