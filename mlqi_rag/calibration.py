@@ -103,6 +103,18 @@ def lists_by_count(x: np.ndarray) -> bool:
     )
 
 
+# A name most searched interviews say ("ML", "API") picks out nobody: above this share of them,
+# saying it does not put an interview on a "which interviewees mention…" list.
+NAME_SHARE = 0.5
+
+
+def name_sayers(x: np.ndarray) -> np.ndarray:
+    """Rows (interviews) whose participants say a name the question asks about, when that name
+    is distinctive: said in at least one and at most ``NAME_SHARE`` of the searched interviews."""
+    said = x[:, FEATURES.index("name_hit")] > 0
+    return said if 1 <= int(said.sum()) <= NAME_SHARE * len(said) else np.zeros(len(x), bool)
+
+
 def bundled_model_path() -> Path:
     return Path(str(resources.files("mlqi_rag") / "scan_model.json"))
 
@@ -151,8 +163,17 @@ class ScanModel:
             k = int(round(float(p_d.sum())))
             out = np.zeros(len(p_d), dtype=bool)
             out[np.argsort(-p_d, kind="stable")[:k]] = True
-            return out
+            return out | self.name_listed(x)
         return p_d >= self.threshold(bool(x[0, FEATURES.index("asks_which")] > 0))
+
+    def name_listed(self, x: np.ndarray) -> np.ndarray:
+        """Rows a "which interviewees…" question lists because their participants say the name
+        it asks about ("Which participants mention LightGBM?"), however briefly: a passing
+        mention scores low on every similarity. Repeated 5-fold CV on the dev questions, added
+        to the expected-count list: coverage F1 0.557 → 0.636, count error 1.95 → 1.32."""
+        if self.t_which < 0 and len(x) and lists_by_count(x):
+            return name_sayers(x)
+        return np.zeros(len(x), dtype=bool)
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = (x - self.mean) / self.scale

@@ -26,6 +26,7 @@ import numpy as np
 
 from .calibration import FEATURES, ScanModel, question_features
 from .embedding import Embedder
+from .errors import SourceChangedError
 from .feedback import Feedback
 from .index import Index, keyword_tokens
 from .language import french_keywords
@@ -37,7 +38,7 @@ from .retrieval import (
     interviews_named,
     topic_of,
 )
-from .terms import CorpusTerms
+from .terms import CorpusTerms, says
 
 Verdict = Literal["discusses", "touches", "silent"]
 QUOTE_SPAN_WEIGHT = 0.65  # fitted on the seed dev questions (issue 4), kept
@@ -81,7 +82,9 @@ class Scan:
     @property
     def out_of_scope(self) -> bool:
         """Answer "not in the interviews": a named thing no transcript mentions, or a question
-        the fitted question-level model places outside the corpus."""
+        the fitted question-level model places outside the corpus. Interviews that say a name
+        the question has do not overrule it: "mixed precision training to reduce GPU memory"
+        is not in the interviews although four say "GPU"."""
         return bool(self.absent_names) or self.p_out_of_scope >= self.t_out_of_scope
 
     @property
@@ -235,6 +238,8 @@ class Scanner:
         # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
         asks_which = 1.0 if asks_for_interviews(question) else 0.0
         named = self.terms.name_features(question, searched)
+        # "Which participants mention LightGBM?": an interview that says it is quoted saying it
+        asked_names = self.terms.names(question) if asks_which else ()
         # "In interview 38, …": the researcher chose the interview; relative features (gaps,
         # ranks) say nothing when it is the only one searched.
         asked_about = set(interviews_named(question, tuple(index.interviews)))
@@ -267,6 +272,9 @@ class Scanner:
                         [bool(named_codes & set(index.chunks[c].codes)) for c in spans.chunk[rows]]
                     )
                 pick = np.argsort(-quote)[:5]
+                if asked_names and named[iv]["name_hit"] > 0:
+                    first = self._name_first(iv, rows, quote, asked_names)
+                    pick = pick if first is None else first
                 best_spans[iv] = (
                     tuple(int(rows[i]) for i in pick),
                     tuple(float(quote[i]) for i in pick),
@@ -325,6 +333,31 @@ class Scanner:
             for iv in out:
                 out[iv][name.replace("_max", "_z")] = (out[iv][name] - mu) / sd if sd > 0 else 0.0
         return out, best_spans
+
+    def _name_first(
+        self, interview_id: str, rows: np.ndarray, quote: np.ndarray, names: Sequence[str]
+    ) -> np.ndarray | None:
+        """Positions in ``rows`` of the spans that say one of ``names``, best quote first (None
+        when no span says one): the interview is quoted saying it, not with a stronger passage
+        about something else. Only turns that say a name are read span by span."""
+        index, spans = self.index, self.index.spans
+        saying = {
+            int(c) for c in set(spans.chunk[rows].tolist()) if says(index.chunks[c].text, names)
+        }
+        if not saying:
+            return None
+        try:
+            source = index.source_text(interview_id)
+        except SourceChangedError:  # the answer reports it; the scan keeps its order
+            return None
+        order = np.argsort(-quote, kind="stable")
+        said = [
+            int(i)
+            for i in order
+            if int(spans.chunk[rows[i]]) in saying
+            and says(source[int(spans.start[rows[i]]) : int(spans.end[rows[i]])], names)
+        ]
+        return np.array(said[:5]) if said else None
 
     @cached_property
     def _feedback(self) -> Feedback:

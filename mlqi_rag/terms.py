@@ -85,6 +85,13 @@ class _Text:
         return len(squashed) >= 6 and squashed in self.squashed
 
 
+def says(text: str, names: Sequence[str]) -> bool:
+    """Whether ``text`` mentions any of ``names``, matched as ``CorpusTerms`` matches them
+    against whole interviews (the spellings a transcriber would use)."""
+    prepared = _Text.of([text])
+    return any(prepared.mentions(name) for name in names)
+
+
 def _one_slip(word: str, vocabulary: frozenset[str]) -> bool:
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein

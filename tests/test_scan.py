@@ -114,6 +114,30 @@ def test_which_questions_list_the_expected_number_of_interviews() -> None:
     assert own_bar.discussing(x, p_d).sum() == 4
 
 
+def test_which_questions_list_whoever_says_the_name() -> None:
+    """ "Which participants mention LightGBM?": interviews that say the name are listed however
+    weak their similarity, unless most searched interviews say it ("ML"); only for a "which"
+    question over the corpus."""
+    from mlqi_rag.calibration import NAME_SHARE
+
+    model = ScanModel.load(bundled_model_path())
+    f = {name: i for i, name in enumerate(FEATURES)}
+    p_d = np.array([0.9, 0.8, 0.55, 0.3, 0.2, 0.15, 0.1, 0.05, 0.02, 0.01])  # sums to 3.08
+    x = np.zeros((len(p_d), len(FEATURES)))
+    x[:, f["asks_which"]] = 1.0
+    x[[7, 9], f["name_hit"]] = 1.0
+    x[[7, 9], f["has_name"]] = 1.0
+    assert model.discussing(x, p_d).tolist() == [True] * 3 + [False] * 4 + [True, False, True]
+    assert model.name_listed(x).tolist() == [False] * 7 + [True, False, True]
+    common = x.copy()
+    common[: int(NAME_SHARE * len(p_d)) + 1, f["name_hit"]] = 1.0  # said by most: no one
+    assert model.discussing(common, p_d).tolist() == [True] * 3 + [False] * 7
+    how = x.copy()
+    how[:, f["asks_which"]] = 0.0
+    assert model.discussing(how, p_d).tolist() == (p_d >= model.t_discusses).tolist()
+    assert not model.name_listed(how).any()
+
+
 def test_abstention_bar_keeps_false_abstention_within_the_budget() -> None:
     """The fitted bar: the most abstention with at most 5% of answerable questions turned away,
     strictly between probabilities (never on a training point)."""
@@ -391,6 +415,20 @@ def test_topic_features_rank_the_gold_interviews_higher(mlsss_pipeline: Pipeline
     mean = {name: float(np.mean(v)) for name, v in ap.items()}
     assert mean["topic_hyb"] >= mean["chunk_max"] + 0.1, mean
     assert mean["topic_span"] > mean["span_max"], mean
+
+
+@pytest.mark.slow
+def test_which_mention_lists_and_quotes_the_interviews_that_say_it(
+    mlsss_pipeline: Pipeline,
+) -> None:
+    """Interviews 8 and 13 each say "light GBM" once, in passing (grepped: the only
+    participants who say LightGBM or light GBM); both are listed, each quoted saying it."""
+    answer = mlsss_pipeline.engine("extractive").answer("Which participants mention LightGBM?")
+    assert not answer.abstained
+    assert {"8", "13"} <= set(answer.coverage["interviews"])
+    for iv in ("8", "13"):
+        quotes = [c.quote for c in answer.citations if c.interview_id == iv]
+        assert quotes and all("gbm" in q.lower() for q in quotes), quotes
 
 
 @pytest.mark.slow
