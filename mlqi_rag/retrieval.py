@@ -304,10 +304,15 @@ class Retriever:
         n = min(max(s.candidates, k * 3), int(mask.sum()))
 
         qv = self.embedder.embed_one(q)
+        # "Which interviewees talk about X?" is ranked by X: the framing words pull the vector
+        # towards talk about interviewees (dev questions on the 36 transcripts: interview
+        # recall@10 0.862 → 0.877). The scan embeds the same topic, so this one is cached.
+        topic = topic_of(q)
+        dv = qv if topic == q else self.embedder.embed_one(topic)
         # Exact cosine over the in-memory chunk vectors (the same vectors Chroma stores): at
         # this scale a matrix product beats a round trip to the store, and no filter needs to
         # be expressible as Chroma metadata.
-        dense = self._dense_masked(qv, n, mask)
+        dense = self._dense_masked(dv, n, mask)
         keyword = np.where(mask, self.index.keyword_scores(q), 0.0)
         kw_order = [int(i) for i in np.argsort(-keyword, kind="stable")[:n] if keyword[i] > 0]
 
@@ -326,7 +331,7 @@ class Retriever:
             Hit(
                 chunk=chunks[p],
                 score=fused[p],
-                dense=sims[p] if p in sims else float(self.index.vectors[p] @ qv),
+                dense=sims[p] if p in sims else float(self.index.vectors[p] @ dv),
                 rank=r,
                 context=self.exchange(chunks[p]) if with_context else (),
             )
