@@ -68,19 +68,26 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_one(self, text: str) -> np.ndarray:
-        """One question's vector. Researchers re-ask a question with other filters, another
-        engine or an export, so the last ``QUESTION_CACHE`` questions' vectors are kept."""
+        """One question's vector (cached, see ``embed_questions``)."""
+        return self.embed_questions([text])[0]
+
+    def embed_questions(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Question vectors. Researchers re-ask a question with other filters, another engine
+        or an export, so the last ``QUESTION_CACHE`` questions' vectors are kept; the ones not
+        cached are embedded in one batch (a question and its topic: 14 ms against 22 ms)."""
         with self._lock:
-            got = self._questions.get(text)
-        if got is not None:
-            return got
-        vector = self.embed([text])[0]
-        vector.setflags(write=False)
-        with self._lock:
-            self._questions[text] = vector
-            while len(self._questions) > QUESTION_CACHE:
-                self._questions.pop(next(iter(self._questions)))
-        return vector
+            got = {t: self._questions[t] for t in texts if t in self._questions}
+        missing = list(dict.fromkeys(t for t in texts if t not in got))
+        if missing:
+            for text, vector in zip(missing, self.embed(missing), strict=True):
+                vector.setflags(write=False)
+                got[text] = vector
+            with self._lock:
+                for text in missing:
+                    self._questions[text] = got[text]
+                while len(self._questions) > QUESTION_CACHE:
+                    self._questions.pop(next(iter(self._questions)))
+        return [got[t] for t in texts]
 
     def forget_questions(self) -> None:
         """Drop the question cache (benchmarks measure a question's first asking)."""

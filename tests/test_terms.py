@@ -99,3 +99,10 @@ def test_a_question_is_embedded_once(mlsss_pipeline) -> None:  # type: ignore[no
     emb.forget_questions()
     emb.embed_one(q)
     assert emb.calls == before + 2
+    # a question and its topic: the uncached one alone is embedded, in the same batch call
+    topic = "data versioning tools, asked twice"
+    got = emb.embed_questions([q, topic, q])
+    assert emb.calls == before + 3
+    assert np.allclose(got[0], a, atol=1e-5)
+    assert got[0] is got[2] and emb.embed_one(topic) is got[1]
+    assert np.allclose(got[1], emb.embed([topic])[0], atol=1e-5)
