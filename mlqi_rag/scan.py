@@ -150,11 +150,15 @@ class Scanner:
         allowed = result.allowed & self._participant
         searched = [iv for iv in index.interviews if iv in set(result.searched)]
         other = tuple(iv for iv in searched if index.interviews[iv].language != "en")
-        features, best_spans = self._features(q, query_vector, allowed, searched, other)
+        features, quotes = self._features(q, query_vector, allowed, searched, other)
         names = list(features)
         x = np.array([[features[iv][f] for f in FEATURES] for iv in names], dtype=np.float64)
         p_d, p_t = self.model.predict(x) if len(names) else (np.zeros(0), np.zeros(0))
         chosen = self.model.discussing(x, p_d)
+        # "Which participants mention LightGBM?": an interview listed for saying it is quoted
+        # saying it, not with a stronger passage about something else.
+        listed = self.model.name_listed(x)
+        asked = self.terms.names(q) if listed.any() else ()
         evidence = []
         for i, iv in enumerate(names):
             bar = self.model.threshold(features[iv]["asks_which"] > 0)
@@ -165,7 +169,7 @@ class Scanner:
                 if p_t[i] >= min(self.model.t_touches, bar)
                 else "silent"
             )
-            rows, scores = best_spans[iv]
+            rows, scores = self._best_quotes(iv, *quotes[iv], asked if listed[i] else ())
             evidence.append(
                 InterviewEvidence(
                     iv, verdict, float(p_d[i]), float(p_t[i]), features[iv], rows, scores
@@ -199,7 +203,9 @@ class Scanner:
         allowed: np.ndarray,
         searched: Sequence[str],
         other_language: Sequence[str],
-    ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[tuple[int, ...], tuple[float, ...]]]]:
+    ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Each searched interview's features, and its quotable spans (rows of the span table)
+        with their quote scores."""
         index = self.index
         spans = index.spans
         span_ok = allowed[spans.chunk] if len(spans) else np.zeros(0, bool)
@@ -238,8 +244,6 @@ class Scanner:
         # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
         asks_which = 1.0 if asks_for_interviews(question) else 0.0
         named = self.terms.name_features(question, searched)
-        # "Which participants mention LightGBM?": an interview that says it is quoted saying it
-        asked_names = self.terms.names(question) if asks_which else ()
         # "In interview 38, …": the researcher chose the interview; relative features (gaps,
         # ranks) say nothing when it is the only one searched.
         asked_about = set(interviews_named(question, tuple(index.interviews)))
@@ -252,7 +256,7 @@ class Scanner:
         best_chunk = float(chunk_sim.max()) if len(chunk_sim) else 0.0
         best_kw = float(keyword.max()) if len(keyword) else 0.0
         named_codes = set(codes_named(question, self._codes))
-        best_spans: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}
+        quotes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         out: dict[str, dict[str, float]] = {}
         for iv in searched:
             pos = iv_pos[iv]
@@ -271,16 +275,9 @@ class Scanner:
                     quote = quote + QUOTE_CODE_BONUS * np.array(
                         [bool(named_codes & set(index.chunks[c].codes)) for c in spans.chunk[rows]]
                     )
-                pick = np.argsort(-quote)[:5]
-                if asked_names and named[iv]["name_hit"] > 0:
-                    first = self._name_first(iv, rows, quote, asked_names)
-                    pick = pick if first is None else first
-                best_spans[iv] = (
-                    tuple(int(rows[i]) for i in pick),
-                    tuple(float(quote[i]) for i in pick),
-                )
+                quotes[iv] = (rows, quote)
             else:
-                best_spans[iv] = ((), ())
+                quotes[iv] = (rows, np.zeros(0))
             span_max = float(top[0])
             prf_max = float(prf_sim[rows].max()) if len(rows) else -1.0
             prf_kw_max = float(prf_kw[cmask].max()) if cmask.any() else 0.0
@@ -332,7 +329,17 @@ class Scanner:
             mu, sd = (float(vals.mean()), float(vals.std())) if len(vals) else (0.0, 0.0)
             for iv in out:
                 out[iv][name.replace("_max", "_z")] = (out[iv][name] - mu) / sd if sd > 0 else 0.0
-        return out, best_spans
+        return out, quotes
+
+    def _best_quotes(
+        self, interview_id: str, rows: np.ndarray, quote: np.ndarray, names: Sequence[str]
+    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """The interview's five best spans (rows of the span table) and their quote scores;
+        with ``names``, the spans that say one of them come first (see ``_name_first``)."""
+        pick = self._name_first(interview_id, rows, quote, names) if names else None
+        if pick is None:
+            pick = np.argsort(-quote)[:5]
+        return tuple(int(rows[i]) for i in pick), tuple(float(quote[i]) for i in pick)
 
     def _name_first(
         self, interview_id: str, rows: np.ndarray, quote: np.ndarray, names: Sequence[str]

@@ -452,6 +452,21 @@ def test_which_mention_lists_and_quotes_the_interviews_that_say_it(
 
 
 @pytest.mark.slow
+def test_a_name_most_interviews_say_does_not_choose_the_quotes(mlsss_pipeline: Pipeline) -> None:
+    """Most interviews say "ML": it lists nobody, so it must not pick anyone's quote either
+    (quoting every interview where it says "ML" gave 8 of 9 quotes about "an ML system")."""
+    import re
+
+    answer = mlsss_pipeline.engine("extractive").answer(
+        "Which participants have seen their ML systems break or misbehave because of changing "
+        "or mismatched library and runtime versions across environments?"
+    )
+    quotes = [c.quote for c in answer.citations]
+    assert len(quotes) >= 4
+    assert sum(bool(re.search(r"\bML\b", q)) for q in quotes) < len(quotes) / 2, quotes
+
+
+@pytest.mark.slow
 def test_evidence_groups_into_practices(mlsss_pipeline: Pipeline) -> None:
     answer = mlsss_pipeline.engine("extractive").answer(
         "Which interviewees talk about problems with weather data?"
