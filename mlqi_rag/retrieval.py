@@ -307,11 +307,7 @@ class Retriever:
         # towards talk about interviewees (dev questions on the 36 transcripts: interview
         # recall@10 0.862 → 0.877). The scan reuses both vectors from the embedder's cache.
         topic = topic_of(q)
-        qv, dv = (
-            self.embedder.embed_questions([q, topic])
-            if topic != q
-            else [self.embedder.embed_one(q)] * 2
-        )
+        qv, dv = self.embedder.embed_questions([q, topic])  # one vector when they are equal
         # Exact cosine over the in-memory chunk vectors (the same vectors Chroma stores): at
         # this scale a matrix product beats a round trip to the store, and no filter needs to
         # be expressible as Chroma metadata.
