@@ -11,7 +11,7 @@ out of fold; the held-out split is only ever reported. Run by ``mlqi-rag calibra
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -133,19 +133,11 @@ def fit(pairs: Sequence[Pair], ruled: Collection[tuple[str, str]] = ()) -> ScanM
     # No separate bar for "which interviewees…" questions: the ``asks_which`` features already
     # shift their probabilities, and a second bar fitted on the few such questions over-fitted
     # (repeated 5-fold CV on dev: the same coverage F1, 0.46, with count error 4.1 against 3.3).
-    t_w = -1.0
     ab = _fit_abstain(dev, x, z, c_d, groups, open_)
-    return ScanModel(
-        FEATURES,
-        mean,
-        scale,
-        model.coef_discusses,
-        model.intercept_discusses,
-        model.coef_touches,
-        model.intercept_touches,
-        t_d,
-        min(t_t, t_d),  # p_touches >= p_discusses, so a higher bar would never apply
-        t_w,
+    return replace(
+        model,
+        t_discusses=t_d,
+        t_touches=min(t_t, t_d),  # p_touches >= p_discusses, so a higher bar would never apply
         report={
             "C_discusses": c_d,
             "C_touches": c_t,
