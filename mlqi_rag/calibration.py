@@ -66,6 +66,8 @@ ABSTAIN_FEATURES = (
     "name_hit_max",
     "span_max",
     "bm25_max",
+    "key_max",
+    "topic_span_max",
 )
 T_ABSTAIN = 0.5  # a balanced-class probability: the bar until a fitted one replaces it
 # The two errors do not weigh the same: an answerable question turned away costs the researcher
@@ -90,6 +92,15 @@ def question_features(x: np.ndarray, p_d: np.ndarray) -> np.ndarray:
             x[:, f["name_hit"]].max(),
             x[:, f["span_max"]].max(),
             x[:, f["bm25_log"]].max(),
+            # Whether some interview uses both of the question's two rarest words, and how
+            # close any passage comes to its topic. Fitted, the first counts *towards*
+            # abstaining: once absent names are ruled out, a question whose rare words all
+            # occur but whose topic no passage is near ("mixed precision", "mutation
+            # testing") is a practice nobody names, while a question whose rare words are
+            # missing is more often a paraphrase of something discussed. Out of fold on dev
+            # the pair lifts abstention from 0.43 to 0.61 at the same false abstention.
+            x[:, f["key_terms"]].max(),
+            x[:, f["topic_span"]].max(),
         ]
     )
 

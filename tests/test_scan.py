@@ -496,3 +496,39 @@ def test_unknown_interview_in_the_question_is_refused(mlsss_pipeline: Pipeline) 
 
     with pytest.raises(QuestionError, match="interview 999"):
         mlsss_pipeline.engine("extractive").answer("In interview 999, how was data labelled?")
+
+
+@pytest.mark.slow
+def test_the_shipped_model_is_what_calibration_fits(
+    seed_index: Settings, mlsss_index: Settings, embedder: object
+) -> None:
+    """``scan_model.json`` must be the fit of today's features on today's questions, as
+    ``mlqi-rag calibrate`` makes it: a feature change shipped without a refit would weigh
+    inputs the weights were not fitted on. The refit also reports the question-level model out
+    of fold: with ``key_max`` and ``topic_span_max`` it abstains on 0.61 of the unanswerable
+    dev questions within the 5% false-abstention budget (0.43 without them)."""
+    from mlqi_rag.evaluation import load_questions
+    from mlqi_rag.fitting import pairs_for
+
+    root = Path(__file__).resolve().parents[1]
+    pairs: list[Pair] = []
+    absent: dict[tuple[str, str], bool] = {}
+    for settings, qfile in (
+        (seed_index, "questions.jsonl"),
+        (mlsss_index, "questions_mlsss.jsonl"),
+    ):
+        pipe = Pipeline.load(settings, embedder, model=ScanModel.neutral())  # type: ignore[arg-type]
+        got, miss = pairs_for(
+            pipe, load_questions(root / "eval" / qfile), Path(settings.corpus).name
+        )
+        pairs += got
+        absent.update(miss)
+    model = fit(pairs, ruled={key for key, gone in absent.items() if gone})
+    shipped = ScanModel.load(bundled_model_path())
+    assert model.features == shipped.features
+    np.testing.assert_allclose(model.coef_discusses, shipped.coef_discusses, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(model.abstain_coef, shipped.abstain_coef, rtol=1e-3, atol=1e-4)
+    assert model.t_discusses == pytest.approx(shipped.t_discusses, abs=1e-3)
+    assert model.t_abstain == pytest.approx(shipped.t_abstain, abs=1e-3)
+    oof = model.report["abstain_oof"]
+    assert oof["false_abstention"] <= 0.05 and oof["abstention"] >= 0.55, oof
