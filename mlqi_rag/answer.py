@@ -10,11 +10,12 @@ interview discusses the question. ``extractive`` needs no LLM; the LLM engines l
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .calibration import COUNT_LEVEL
 from .errors import ConfigError, SourceChangedError
 from .evidence import Group, Quote, closest_quotes, group_quotes, quotes_for
 from .quotes import recheck
@@ -40,10 +41,17 @@ def coverage_line(scan: Scan) -> str:
     d = [e.interview_id for e in scan.discussing]
     t = [e.interview_id for e in scan.touching]
     verb = "discusses" if len(d) == 1 else "discuss"
-    line = f"{len(d)} of {n} interviews {verb} this: {_ids(d)}."
+    line = f"{len(d)} of {n} interviews {verb} this{range_note(scan.count_range)}: {_ids(d)}."
     if t:
         line += f" {len(t)} more touch{'es' if len(t) == 1 else ''} on it: {_ids(t)}."
     return line
+
+
+def range_note(count_range: Sequence[int] | None) -> str:
+    """How sure the count of a "which interviewees…" list is: " (80% range 4–9)"."""
+    if not count_range or count_range[0] == count_range[1]:
+        return ""
+    return f" ({round(100 * COUNT_LEVEL)}% range {count_range[0]}–{count_range[1]})"
 
 
 def language_note(scan: Scan) -> str:
@@ -215,7 +223,11 @@ class BaseEngine:
                 closest=tuple(closest),
                 interviews_searched=result.searched,
                 warnings=result.warnings,
-                coverage={**scan.coverage(), "interviews": [], "count": 0},
+                coverage={
+                    **{k: v for k, v in scan.coverage().items() if k != "range"},
+                    "interviews": [],
+                    "count": 0,
+                },
                 evidence=tuple(e.to_dict() for e in scan.interviews),
                 passages=result.hits,
             )

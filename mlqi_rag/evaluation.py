@@ -287,6 +287,10 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["coverage_count_mae"] = _mean(
         a["coverage_count_error"] for a in ans if "coverage_count_error" in a
     )
+    # Does the printed 80% range hold the true count? (An answer without a range: no.)
+    out["coverage_count_in_range"] = _mean(
+        a["coverage_count_in_range"] for a in ans if "coverage_count_error" in a
+    )
     lat = [a["latency"] for a in ans]
     out["latency_p50"] = float(np.percentile(lat, 50)) if lat else None
     out["latency_p95"] = float(np.percentile(lat, 95)) if lat else None
@@ -403,6 +407,10 @@ def _answer_metrics(
         coverage = {
             "coverage_f1": 2 * tp / (len(covered) + len(gold)),
             "coverage_count_error": abs(len(covered) - len(gold)),
+            "coverage_count_in_range": float(
+                bool(answer.coverage.get("range"))
+                and answer.coverage["range"][0] <= len(gold) <= answer.coverage["range"][1]
+            ),
         }
     return {
         **coverage,
@@ -439,6 +447,7 @@ ANSWER_KEYS = (
     "citations_per_answer",
     "coverage_f1",
     "coverage_count_mae",
+    "coverage_count_in_range",
     "latency_p50",
     "latency_p95",
 )

@@ -18,11 +18,14 @@ import numpy as np
 
 from .calibration import (
     ABSTAIN_FEATURES,
+    COUNT_LEVEL,
     FEATURES,
     MAX_FALSE_ABSTENTION,
     T_ABSTAIN,
     ScanModel,
+    count_range,
     lists_by_count,
+    name_sayers,
     question_features,
 )
 
@@ -133,7 +136,9 @@ def fit(pairs: Sequence[Pair], ruled: Collection[tuple[str, str]] = ()) -> ScanM
     # No separate bar for "which interviewees…" questions: the ``asks_which`` features already
     # shift their probabilities, and a second bar fitted on the few such questions over-fitted
     # (repeated 5-fold CV on dev: the same coverage F1, 0.46, with count error 4.1 against 3.3).
-    ab = _fit_abstain(dev, x, z, c_d, groups, open_)
+    oof = _out_of_fold(z, np.array([p.label >= 2 for p in dev]), c_d, groups)
+    ab = _fit_abstain(dev, x, oof, open_)
+    spread, spread_report = _fit_spread(dev, x, oof, open_)
     return replace(
         model,
         t_discusses=t_d,
@@ -146,12 +151,14 @@ def fit(pairs: Sequence[Pair], ruled: Collection[tuple[str, str]] = ()) -> ScanM
             "abstain_oof": ab["oof"],
             "dev_pairs": len(dev),
             "dev_questions": ab["questions"],
+            "count_range": spread_report,
         },
         abstain_mean=ab["mean"],
         abstain_scale=ab["scale"],
         abstain_coef=ab["coef"],
         abstain_intercept=ab["intercept"],
         t_abstain=ab["threshold"],
+        count_spread=spread,
     )
 
 
@@ -162,29 +169,67 @@ def _by_question(pairs: Sequence[Pair]) -> dict[tuple[str, str], list[int]]:
     return out
 
 
+def _out_of_fold(z: np.ndarray, y: np.ndarray, c: float, groups: np.ndarray) -> np.ndarray:
+    """P(discusses) of each dev pair from an interview model not fitted on its question: what
+    the question-level model and the count's range learn to trust, as on a new question."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+
+    oof = np.zeros(len(y))
+    for tr, te in GroupKFold(5).split(z, groups=groups):
+        lr = LogisticRegression(C=c, max_iter=2000).fit(z[tr], y[tr])
+        oof[te] = lr.predict_proba(z[te])[:, 1]
+    return oof
+
+
+SPREADS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+def _fit_spread(
+    dev: Sequence[Pair], x: np.ndarray, oof: np.ndarray, open_: np.ndarray
+) -> tuple[float, dict[str, Any]]:
+    """The narrowest ``count_spread`` whose range holds the true count of at least
+    ``COUNT_LEVEL`` of the dev "which interviewees…" questions, out of fold."""
+    qs = []
+    for rows in _by_question(dev).values():
+        gold = sum(dev[i].label >= 2 for i in rows)
+        if open_[rows[0]] and gold and lists_by_count(x[rows]):
+            qs.append((x[rows], oof[rows], gold))
+    if len(qs) < 5:  # too few lists to say how far their counts stray: print no range
+        return 0.0, {"questions": len(qs)}
+    model = ScanModel.neutral()  # only its list rule (expected count + name-sayers) is used
+    report: dict[str, Any] = {}
+    for spread in SPREADS:
+        ranges = [
+            count_range(p, name_sayers(xq), spread, int(model.discussing(xq, p).sum()))
+            for xq, p, _ in qs
+        ]
+        hits = [lo <= gold <= hi for (lo, hi), (_, _, gold) in zip(ranges, qs, strict=True)]
+        report = {
+            "questions": len(qs),
+            "in_range": round(float(np.mean(hits)), 4),
+            "mean_width": round(float(np.mean([hi - lo for lo, hi in ranges])), 3),
+        }
+        if np.mean(hits) >= COUNT_LEVEL:
+            return spread, report
+    return SPREADS[-1], report
+
+
 def _fit_abstain(
     dev: Sequence[Pair],
     x: np.ndarray,
-    z: np.ndarray,
-    c: float,
-    groups: np.ndarray,
+    oof: np.ndarray,
     open_: np.ndarray,
 ) -> dict[str, Any]:
     """The question-level model, fitted on what the interview model says of questions it was
     not fitted on (out-of-fold, folds by question), so it learns how far to trust it."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import (
-        GroupKFold,
         StratifiedKFold,
         cross_val_predict,
         cross_val_score,
     )
 
-    y = np.array([p.label >= 2 for p in dev])
-    oof = np.zeros(len(dev))
-    for tr, te in GroupKFold(5).split(z, groups=groups):
-        lr = LogisticRegression(C=c, max_iter=2000).fit(z[tr], y[tr])
-        oof[te] = lr.predict_proba(z[te])[:, 1]
     rows = [r for r in _by_question(dev).values() if open_[r[0]]]
     q = np.array([question_features(x[r], oof[r]) for r in rows])
     out_of_scope = np.array([not any(dev[i].label >= 2 for i in r) for r in rows])

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .answer import range_note
 from .retrieval import Filters
 from .types import Answer, Citation, Interview, Turn
 
@@ -257,6 +258,7 @@ def coverage_header(answer: Answer) -> str:
     n, d, t = len(answer.evidence), counts["discusses"], counts["touches"]
     text = (
         f"{d} of {n} interview{'s' if n != 1 else ''} {'discusses' if d == 1 else 'discuss'} this"
+        + range_note(answer.coverage.get("range"))
     )
     if t:
         text += f"; {t} {'more ' if d else ''}touch{'es' if t == 1 else ''} on it"

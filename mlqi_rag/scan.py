@@ -78,6 +78,8 @@ class Scan:
     # P(no interview discusses it), from the question-level model (``calibration``)
     p_out_of_scope: float = 0.0
     t_out_of_scope: float = 0.5  # the model's fitted bar (``ScanModel.t_abstain``)
+    # "Which interviewees…": the range the true count likely lies in (``COUNT_LEVEL``)
+    count_range: tuple[int, int] | None = None
 
     @property
     def out_of_scope(self) -> bool:
@@ -103,6 +105,7 @@ class Scan:
             "count": len(self.discussing),
             "of": len(self.interviews),
             "strength": {e.interview_id: round(e.p_discusses, 3) for e in self.interviews},
+            **({"range": list(self.count_range)} if self.count_range else {}),
         }
 
 
@@ -186,6 +189,7 @@ class Scanner:
             model=self.model.digest,
             p_out_of_scope=p_out,
             t_out_of_scope=self.model.t_abstain,
+            count_range=self.model.count_range(x, p_d) if len(names) else None,
         )
 
     def _french_vector(self, question: str) -> np.ndarray | None:

@@ -114,6 +114,39 @@ def test_which_questions_list_the_expected_number_of_interviews() -> None:
     assert own_bar.discussing(x, p_d).sum() == 4
 
 
+def test_count_range_widens_with_uncertainty_and_holds_what_is_listed() -> None:
+    """The range of a "which" count: mean Σp, variance Σp(1−p) scaled by the fitted spread;
+    certain interviews (name-sayers) are its floor and the count shown is always inside."""
+    from mlqi_rag.calibration import count_range
+
+    none = np.zeros(8, dtype=bool)
+    sure = np.array([0.99] * 3 + [0.01] * 5)
+    assert count_range(sure, none, 1.0, 3) == (2, 4)  # Σp = 3.02, sd 0.28 → floor/ceil
+    unsure = np.array([0.5] * 6 + [0.0] * 2)  # Σp = 3, sd 1.22: 80% → 1.43…4.57
+    assert count_range(unsure, none, 1.0, 3) == (1, 5)
+    assert count_range(unsure, none, 4.0, 3) == (0, 7)  # a wider spread, a wider range
+    named = none.copy()
+    named[[6, 7]] = True  # said the name: counted whatever their probability
+    lo, hi = count_range(unsure, named, 1.0, 5)
+    assert lo >= 2 and hi <= 8 and lo <= 5 <= hi
+    assert count_range(sure, none, 1.0, 7) == (2, 7)  # the shown count stays inside
+
+
+def test_only_which_questions_get_a_count_range() -> None:
+    model = ScanModel.load(bundled_model_path())
+    assert model.count_spread > 0
+    assert model.report["model"]["count_range"]["in_range"] >= 0.8  # dev, out of fold
+    f = {name: i for i, name in enumerate(FEATURES)}
+    p_d = np.array([0.9, 0.8, 0.55, 0.3, 0.2, 0.15, 0.1])
+    x = np.zeros((len(p_d), len(FEATURES)))
+    assert model.count_range(x, p_d) is None  # "how do…": the count is a bar's decision
+    x[:, f["asks_which"]] = 1.0
+    lo, hi = model.count_range(x, p_d) or (-1, -1)
+    assert lo <= int(model.discussing(x, p_d).sum()) <= hi and hi - lo >= 2
+    unfitted = ScanModel(**{**model.__dict__, "count_spread": 0.0})
+    assert unfitted.count_range(x, p_d) is None
+
+
 def test_which_questions_list_whoever_says_the_name() -> None:
     """ "Which participants mention LightGBM?": interviews that say the name are listed however
     weak their similarity, unless most searched interviews say it ("ML"); only for a "which"
@@ -395,7 +428,9 @@ def test_which_interviews_gets_the_complete_list(mlsss_pipeline: Pipeline) -> No
     # complete, and not a flood: the interview-set F1 the issue scores (5 of 11 here: 0.62)
     assert gold <= got and 2 * len(gold) / (len(gold) + len(got)) >= 0.6, got
     assert cov["count"] == len(got)
-    assert answer.text.startswith(f"{len(got)} of 36 interviews discuss this")
+    lo, hi = cov["range"]  # how sure that count is: it holds the count shown
+    assert lo <= len(got) <= hi < 36 and hi > lo
+    assert answer.text.startswith(f"{len(got)} of 36 interviews discuss this (80% range {lo}–{hi})")
     assert {c.interview_id for c in answer.citations} == got  # each one quoted
     assert not set(cov["touching"]) & got
 
@@ -528,6 +563,7 @@ def test_the_shipped_model_is_what_calibration_fits(
     assert model.features == shipped.features
     np.testing.assert_allclose(model.coef_discusses, shipped.coef_discusses, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(model.abstain_coef, shipped.abstain_coef, rtol=1e-3, atol=1e-4)
+    assert model.count_spread == shipped.count_spread
     assert model.t_discusses == pytest.approx(shipped.t_discusses, abs=1e-3)
     assert model.t_abstain == pytest.approx(shipped.t_abstain, abs=1e-3)
     oof = model.report["abstain_oof"]
