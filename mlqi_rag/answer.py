@@ -192,9 +192,12 @@ class BaseEngine:
                 hits=tuple(h for h in result.hits if h.chunk.interview_id not in problems),
                 warnings=tuple(problems.values()),
             )
+            # The count's range was for the list before these were left out: it no longer
+            # holds the count shown, so it is not shown.
             scan = replace(
                 scan,
                 interviews=tuple(e for e in scan.interviews if e.interview_id not in problems),
+                count_range=None,
             )
         meta = {
             **result.settings,

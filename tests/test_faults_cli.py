@@ -158,6 +158,22 @@ def test_transcript_edited_after_indexing_is_never_quoted_as_verified(
     verified_exactly(pipe, fresh)
 
 
+def test_a_count_range_is_not_shown_once_an_edited_transcript_is_left_out(
+    seed_dir: Path, tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    corpus = copy_seeds(seed_dir, tmp_path / "c", only=("32", "35", "25"))
+    pipe = Pipeline.load(index_of(corpus, tmp_path / "idx", embedder), embedder)
+    which = "Which interviewees describe how they handle missing values?"
+    before = pipe.engine("extractive").answer(which)
+    assert before.coverage["of"] == 3 and "range" in before.coverage
+    f32 = next(corpus.glob("*-32-*"))
+    f32.write_text("Inserted line shifts every offset.\n" + read_source(f32), encoding="utf-8")
+    after = pipe.engine("extractive").answer(which)
+    assert "32" not in after.coverage["interviews"] and "range" not in after.coverage
+    assert "% range" not in after.text.splitlines()[0] or after.abstained
+    verified_exactly(pipe, after)
+
+
 def test_relative_corpus_and_moved_transcript(seed_dir: Path, tmp_path: Path) -> None:
     copy_seeds(seed_dir, tmp_path / "work" / "corpus", only=("32", "35"))
     index_dir = tmp_path / "idx"
