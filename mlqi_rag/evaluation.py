@@ -289,7 +289,7 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     )
     # Does the printed 80% range hold the true count? (An answer without a range: no.)
     out["coverage_count_in_range"] = _mean(
-        a["coverage_count_in_range"] for a in ans if "coverage_count_error" in a
+        a["coverage_count_in_range"] for a in ans if "coverage_count_in_range" in a
     )
     lat = [a["latency"] for a in ans]
     out["latency_p50"] = float(np.percentile(lat, 50)) if lat else None

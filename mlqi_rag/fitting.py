@@ -23,9 +23,7 @@ from .calibration import (
     MAX_FALSE_ABSTENTION,
     T_ABSTAIN,
     ScanModel,
-    count_range,
     lists_by_count,
-    name_sayers,
     question_features,
 )
 
@@ -197,13 +195,11 @@ def _fit_spread(
             qs.append((x[rows], oof[rows], gold))
     if len(qs) < 5:  # too few lists to say how far their counts stray: print no range
         return 0.0, {"questions": len(qs)}
-    model = ScanModel.neutral()  # only its list rule (expected count + name-sayers) is used
     report: dict[str, Any] = {}
     for spread in SPREADS:
-        ranges = [
-            count_range(p, name_sayers(xq), spread, int(model.discussing(xq, p).sum()))
-            for xq, p, _ in qs
-        ]
+        # the range the product prints (``ScanModel.count_range``), with this spread
+        model = replace(ScanModel.neutral(), count_spread=spread)
+        ranges = [model.count_range(xq, p) or (0, len(p)) for xq, p, _ in qs]
         hits = [lo <= gold <= hi for (lo, hi), (_, _, gold) in zip(ranges, qs, strict=True)]
         report = {
             "questions": len(qs),
