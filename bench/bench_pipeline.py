@@ -45,8 +45,9 @@ def child(mode: str, corpus: str, index_dir: str) -> dict:  # type: ignore[type-
     s = Settings(corpus=Path(corpus), index_dir=Path(index_dir))
     t0 = time.perf_counter()
     if mode == "build":
+        from mlqi_rag.build import build_index
         from mlqi_rag.embedding import Embedder
-        from mlqi_rag.index import Index, build_index
+        from mlqi_rag.index import Index
 
         emb = Embedder.from_settings(s)
         emb.embed(["warm-up"])  # model load is not build work; cold start measures it
@@ -74,7 +75,7 @@ def child(mode: str, corpus: str, index_dir: str) -> dict:  # type: ignore[type-
             "span_ram_mb": index.spans.vectors.nbytes / 1e6,
         }
     if mode == "reindex":
-        from mlqi_rag.index import build_index
+        from mlqi_rag.build import build_index
 
         report = build_index(s, progress=False)
         return {"reindex_s": time.perf_counter() - t0, "embedded": report.embedded}

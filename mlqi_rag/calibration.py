@@ -219,14 +219,22 @@ class ScanModel:
             return name_sayers(x)
         return np.zeros(len(x), dtype=bool)
 
-    def count_range(self, x: np.ndarray, p_d: np.ndarray) -> tuple[int, int] | None:
+    def count_range(
+        self,
+        x: np.ndarray,
+        p_d: np.ndarray,
+        chosen: np.ndarray | None = None,
+        listed: np.ndarray | None = None,
+    ) -> tuple[int, int] | None:
         """The range of a "which interviewees…" count (``count_range``); None for other
         questions, whose count is a bar's decision rather than a finding, and for models
-        fitted without a spread."""
+        fitted without a spread. ``chosen`` and ``listed`` are ``discussing`` and
+        ``name_listed`` of the same rows, when the caller has them already."""
         if self.count_spread <= 0 or not len(p_d) or not lists_by_count(x):
             return None
-        shown = int(self.discussing(x, p_d).sum())
-        return count_range(p_d, self.name_listed(x), self.count_spread, shown)
+        chosen = self.discussing(x, p_d) if chosen is None else chosen
+        listed = self.name_listed(x) if listed is None else listed
+        return count_range(p_d, listed, self.count_spread, int(chosen.sum()))
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = (x - self.mean) / self.scale

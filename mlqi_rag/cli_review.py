@@ -92,7 +92,7 @@ def list_(
     as_json: bool,
 ) -> None:
     """Suggested codes with id, interview, turn, confidence, code, status and passage."""
-    from .review import counts, filter_items
+    from .review_items import counts, filter_items
 
     store = _store(index_dir, min_confidence)
     index = store.index

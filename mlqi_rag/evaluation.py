@@ -198,7 +198,7 @@ class Baselines:
         from llama_index.core import Document, VectorStoreIndex
         from llama_index.core.node_parser import SentenceSplitter
 
-        from .index import keyword_tokens
+        from .stores import keyword_tokens
 
         docs = []
         for iv in pipeline.index.interviews.values():

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .index import Index, keyword_tokens
+from .index import Index
+from .stores import keyword_tokens
 
 PRF_SPANS = 10  # feedback spans: the corpus's best matches, at most PRF_PER_INTERVIEW from one
 PRF_PER_INTERVIEW = 2

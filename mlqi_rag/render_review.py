@@ -17,19 +17,8 @@ from .errors import MlqiError
 from .export import write_new_file
 from .index import Index
 from .render import code_heatmap_html, esc, interview_name, sorted_interviews
-from .review import (
-    ACCEPTED,
-    PENDING,
-    REJECTED,
-    STALE,
-    Item,
-    ReviewStore,
-    attach,
-    attached,
-    counts,
-    csv_rows,
-    to_csv,
-)
+from .review import ReviewStore, attach, attached
+from .review_items import ACCEPTED, PENDING, REJECTED, STALE, Item, counts, csv_rows, to_csv
 from .types import Citation
 
 if TYPE_CHECKING:  # pragma: no cover

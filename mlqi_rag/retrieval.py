@@ -18,8 +18,9 @@ import numpy as np
 
 from .embedding import Embedder
 from .errors import QuestionError
-from .index import Index, stemmer
+from .index import Index
 from .settings import Settings
+from .stores import stemmer
 from .types import Chunk, Hit, Role, Turn
 
 MAX_QUESTION_CHARS = 2000

@@ -28,7 +28,7 @@ from .calibration import FEATURES, ScanModel, question_features
 from .embedding import Embedder
 from .errors import SourceChangedError
 from .feedback import Feedback
-from .index import Index, keyword_tokens
+from .index import Index
 from .language import french_keywords
 from .retrieval import (
     FRAMING_WORDS,
@@ -38,6 +38,7 @@ from .retrieval import (
     interviews_named,
     topic_of,
 )
+from .stores import keyword_tokens
 from .terms import CorpusTerms, says
 
 Verdict = Literal["discusses", "touches", "silent"]
@@ -189,7 +190,7 @@ class Scanner:
             model=self.model.digest,
             p_out_of_scope=p_out,
             t_out_of_scope=self.model.t_abstain,
-            count_range=self.model.count_range(x, p_d) if len(names) else None,
+            count_range=self.model.count_range(x, p_d, chosen, listed) if len(names) else None,
         )
 
     def _french_vector(self, question: str) -> np.ndarray | None:

@@ -131,8 +131,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def prepare_pipeline(settings: Settings, progress: bool = True) -> Pipeline:
     """Build (or bring up to date) the index, then load the pipeline; prints progress."""
+    from .build import build_index
     from .embedding import Embedder
-    from .index import build_index, current_generation
+    from .index import current_generation
     from .pipeline import Pipeline
     from .transcripts import parse_paths
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .index import Index, keyword_tokens
+from .index import Index
+from .stores import keyword_tokens
 from .types import Turn
 
 K_NEIGHBOURS = 10

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from .index import Index, keyword_tokens, stemmer
+from .index import Index
 from .retrieval import FRAMING_WORDS
+from .stores import keyword_tokens, stemmer
 
 QUESTION_WORDS = frozenset(
     "how what which why who whom whose when where do does did is are was were can could should "

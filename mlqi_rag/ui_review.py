@@ -24,7 +24,8 @@ from .render_review import (
     table_html,
     write_accepted,
 )
-from .review import ACCEPTED, PENDING, REJECTED, Item, ReviewStore, attach, filter_items
+from .review import ReviewStore, attach
+from .review_items import ACCEPTED, PENDING, REJECTED, Item, filter_items
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import Pipeline

@@ -64,7 +64,7 @@ def embedder():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
     """A real index (Chroma + BM25) of the bundled seed corpus, built once per session."""
-    from mlqi_rag.index import build_index
+    from mlqi_rag.build import build_index
     from mlqi_rag.settings import Settings
 
     s = Settings(index_dir=tmp_path_factory.mktemp("seed-index"))
@@ -82,7 +82,7 @@ def seed_pipeline(seed_index, embedder):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def mlsss_index(tmp_path_factory: pytest.TempPathFactory, mlsss_dir: Path, embedder):  # type: ignore[no-untyped-def]
     """A real index of the study's 36 transcripts (minutes to build: once per session)."""
-    from mlqi_rag.index import build_index
+    from mlqi_rag.build import build_index
     from mlqi_rag.settings import Settings
 
     s = Settings(corpus=mlsss_dir, index_dir=tmp_path_factory.mktemp("mlsss-index"))
@@ -127,7 +127,7 @@ def coded_corpus(
 @pytest.fixture(scope="session")
 def coded_index(tmp_path_factory: pytest.TempPathFactory, coded_corpus: Path, embedder):  # type: ignore[no-untyped-def]
     """A real index of the coded corpus (a minute to build: once per session)."""
-    from mlqi_rag.index import build_index
+    from mlqi_rag.build import build_index
     from mlqi_rag.settings import Settings
 
     s = Settings(corpus=coded_corpus, index_dir=tmp_path_factory.mktemp("coded-index"))

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from netutil import free_port
 
 from mlqi_rag.answer import get_engine, inline
+from mlqi_rag.build import build_index
 from mlqi_rag.cli import cli
 from mlqi_rag.errors import ConfigError
-from mlqi_rag.index import build_index
 from mlqi_rag.llm import LLMEngine, mask_quotes, smollm2_path
 from mlqi_rag.pipeline import Pipeline
 from mlqi_rag.quotes import recheck

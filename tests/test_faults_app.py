@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from netutil import free_port
 
-from mlqi_rag import guard, serve, ui
+from mlqi_rag import chat, guard, serve, ui
 from mlqi_rag.export import to_csv, to_markdown, write_export
 from mlqi_rag.settings import Settings
 
@@ -85,7 +85,7 @@ def server(seed_pipeline: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def markup_pipe(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Any:
     """A one-interview corpus whose participant speaks in markup, indexed for real."""
-    from mlqi_rag.index import build_index
+    from mlqi_rag.build import build_index
     from mlqi_rag.pipeline import Pipeline
 
     root = tmp_path_factory.mktemp("markup")
@@ -175,7 +175,7 @@ def test_generated_export_is_served_as_download_and_only_as_written(
     from gradio.processing_utils import save_file_to_cache
 
     demo, url, exports = server
-    final = list(ui.respond(seed_pipeline, "How do practitioners handle missing values?"))[-1]
+    final = list(chat.respond(seed_pipeline, "How do practitioners handle missing values?"))[-1]
     assert final.answer is not None and final.answer.citations
     path = write_export(final.answer.citations, "markdown", exports)
     guard.export_registry(demo).add(path)  # what the export button does after writing
@@ -215,7 +215,7 @@ def test_paths_outside_exports_are_refused(server: Any, seed_pipeline: Any) -> N
 
 
 def test_chat_answer_from_markup_transcript_is_inert(markup_pipe: Any) -> None:
-    final = list(ui.respond(markup_pipe, QUESTION))[-1]
+    final = list(chat.respond(markup_pipe, QUESTION))[-1]
     assert final.error is None and final.answer is not None
     content = final.history[-1]["content"]
     assert LEAK in content  # the quote with the markup is in the answer …
@@ -243,15 +243,15 @@ def test_chat_through_the_server_is_inert(markup_pipe: Any, tmp_path: Path) -> N
 
 
 def test_exports_of_markup_quotes_are_neutralised(markup_pipe: Any, tmp_path: Path) -> None:
-    final = list(ui.respond(markup_pipe, QUESTION))[-1]
+    final = list(chat.respond(markup_pipe, QUESTION))[-1]
     assert final.answer is not None
     cites = final.answer.citations or final.answer.closest
     assert any(LEAK in c.quote for c in cites)
     md = to_markdown(cites, QUESTION)
     assert_inert(md)
-    session = ui.SessionQuotes().add(final.answer)
+    session = chat.SessionQuotes().add(final.answer)
     if final.answer.citations:
-        path, _ = ui.export_quotes(session, "csv", "last answer", tmp_path)
+        path, _ = chat.export_quotes(session, "csv", "last answer", tmp_path)
         assert path is not None
         with open(path, encoding="utf-8", newline="") as fh:
             text = fh.read()

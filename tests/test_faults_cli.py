@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner, Result
 from cliutil import can_mount_read_only, on_read_only_mount
 
+from mlqi_rag.build import build_index
 from mlqi_rag.chunking import ChunkParams, chunk_interviews
 from mlqi_rag.cli import cli
-from mlqi_rag.index import build_index
 from mlqi_rag.pipeline import Pipeline
 from mlqi_rag.settings import Settings
 from mlqi_rag.transcripts import parse_corpus, read_source

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 from netutil import free_port
 
+from mlqi_rag.build import build_index
 from mlqi_rag.cli import cli
 from mlqi_rag.embedding import Embedder
 from mlqi_rag.errors import IndexMissingError
-from mlqi_rag.index import Index, build_index, current_generation
+from mlqi_rag.index import Index, current_generation
 from mlqi_rag.retrieval import Filters, Retriever, codes_named, validate_question
 from mlqi_rag.settings import Settings
 

@@ -24,10 +24,12 @@ from typing import Any
 import pytest
 from cliutil import can_mount_read_only, on_read_only_mount, one_line_error, run
 
-from mlqi_rag import render, render_review, review, ui
+from mlqi_rag import render, render_review, review, review_items, ui
+from mlqi_rag.build import build_index
 from mlqi_rag.export import csv_cell
-from mlqi_rag.index import Index, build_index
-from mlqi_rag.review import ACCEPTED_CODER, CSV_COLUMNS, ReviewStore, suggestion_id
+from mlqi_rag.index import Index
+from mlqi_rag.review import ReviewStore
+from mlqi_rag.review_items import ACCEPTED_CODER, CSV_COLUMNS, suggestion_id
 from mlqi_rag.settings import Settings
 from mlqi_rag.types import Citation
 
@@ -91,10 +93,10 @@ def test_store_decides_persists_and_exports(review_index: tuple[Settings, float]
     again = ReviewStore(Index.load(s), mc)
     status = {it.id: it.status for it in again.items()}
     assert status[a.id] == "accepted" and status[r.id] == "rejected"
-    assert review.counts(again.items())["pending"] == len(items) - 2
-    assert [it.id for it in review.filter_items(again.items(), "accepted")] == [a.id]
-    assert [it.id for it in review.filter_items(again.items(), "rejected")] == [r.id]
-    only = review.filter_items(again.items(), None, a.interview_id, a.code)
+    assert review_items.counts(again.items())["pending"] == len(items) - 2
+    assert [it.id for it in review_items.filter_items(again.items(), "accepted")] == [a.id]
+    assert [it.id for it in review_items.filter_items(again.items(), "rejected")] == [r.id]
+    only = review_items.filter_items(again.items(), None, a.interview_id, a.code)
     assert a.id in {it.id for it in only}
     assert all(it.interview_id == a.interview_id and it.code == a.code for it in only)
 
@@ -141,7 +143,7 @@ def test_csv_cells_that_start_like_formulas_are_neutralised() -> None:
     rows = [["35", 2, 10, 40, "=HYPERLINK(\"http://x\")", "+Data-issues", ACCEPTED_CODER,
              "0.5000", "@2026"], ["7", 1, 0, 3, "-1 is fine\r\nnext line", "Q1", ACCEPTED_CODER,
              "0.1000", "2026-01-01T00:00:00Z"]]  # fmt: skip
-    parsed = list(csv.reader(io.StringIO(review.to_csv(rows), newline="")))
+    parsed = list(csv.reader(io.StringIO(review_items.to_csv(rows), newline="")))
     assert parsed[0] == list(CSV_COLUMNS)
     assert parsed[1][4] == '\'=HYPERLINK("http://x")' and parsed[1][5] == "'+Data-issues"
     assert parsed[1][8] == "'@2026"
@@ -388,8 +390,9 @@ def test_views_hatch_heatmap_tag_cards_and_escape(
     table = render_review.table_html(store.items())
     assert table.count('<tr class="rv-row"') == len(items)
     assert f'data-id="{it.id}"' in table and "rv-accepted" in table
-    hostile = review.Item("x", "35", 1, 0, 5, "<script>alert(1)</script> {x} $y", "<b>c</b>", 0.5,
-                          (review.Example("7", 3, "<img src=x>", "PO", 0.5),))  # fmt: skip
+    example = review_items.Example("7", 3, "<img src=x>", "PO", 0.5)
+    hostile = review_items.Item("x", "35", 1, 0, 5, "<script>alert(1)</script> {x} $y", "<b>c</b>",
+                                0.5, (example,))  # fmt: skip
     evil = render_review.table_html([hostile])
     assert "<script>" not in evil and "<img" not in evil and "<b>c" not in evil
     assert "&lt;script&gt;" in evil and "&#123;x&#125;" in evil and "&#36;y" in evil

@@ -314,8 +314,8 @@ def test_feedback_takes_few_spans_per_interview_and_expands_the_words(
     """Pseudo-relevance feedback: PRF_SPANS spans, at most PRF_PER_INTERVIEW from one
     interview; the lexical side reaches turns that use none of the question's own words."""
     from mlqi_rag.feedback import PRF_PER_INTERVIEW, PRF_SPANS
-    from mlqi_rag.index import keyword_tokens
     from mlqi_rag.retrieval import Filters
+    from mlqi_rag.stores import keyword_tokens
 
     scanner, index = seed_pipeline.scanner, seed_pipeline.index
     result = seed_pipeline.retriever.retrieve(MISSING, filters=Filters())

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from cliutil import one_line_error, run
 
+from mlqi_rag.build import build_index
 from mlqi_rag.embedding import Embedder
-from mlqi_rag.index import Index, build_index
+from mlqi_rag.index import Index
 from mlqi_rag.settings import Settings
 from mlqi_rag.suggest import (
     DEFAULT_MIN_CONFIDENCE,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from netutil import free_port
 
-from mlqi_rag import guard, render, serve, ui
+from mlqi_rag import chat, guard, render, serve, ui
 from mlqi_rag.errors import ConfigError
 from mlqi_rag.settings import Settings
 from mlqi_rag.transcripts import parse_paths
@@ -62,8 +62,8 @@ def pipe(seed_pipeline: Any) -> Any:
     return seed_pipeline
 
 
-def run(pipe: Any, question: str | None, **kw: Any) -> list[ui.ChatUpdate]:
-    return list(ui.respond(pipe, question, [], **kw))
+def run(pipe: Any, question: str | None, **kw: Any) -> list[chat.ChatUpdate]:
+    return list(chat.respond(pipe, question, [], **kw))
 
 
 def quote_in(iv: Interview, turn_pos: int) -> Citation:
@@ -156,7 +156,7 @@ def test_abstained_answer_shows_closest_cards(parsed_pipe: Any, interviews: Any)
     assert [a["interview"] for a in found] == ["35", "31"]
     assert all(a["kind"] == "closest" for a in found)
     assert html.count("closest, not an answer") >= 3  # the summary and each card
-    cov = render.coverage_html(parsed_pipe, answer, ui.make_filters())
+    cov = render.coverage_html(parsed_pipe, answer, chat.make_filters())
     assert "No interview supports an answer" in cov and "17 (Rached)" in cov
 
 
@@ -174,7 +174,8 @@ def test_answer_panel_and_coverage(parsed_pipe: Any, interviews: Any) -> None:
     html = render.evidence_html(parsed_pipe, answer)
     assert [a["interview"] for a in cards(html)] == ["32", "35"]
     assert "2 quotes from 2 interviews" in html
-    cov = render.coverage_html(parsed_pipe, answer, ui.make_filters(codes=["Data-missing-values"]))
+    only = chat.make_filters(codes=["Data-missing-values"])
+    cov = render.coverage_html(parsed_pipe, answer, only)
     assert 'data-cited="32,35"' in cov and 'data-searched="31,32,35"' in cov
     assert "Supported by 2 of 3 interviews searched" in cov
     assert "codes Data-missing-values" in cov and "participant speech only" in cov
@@ -201,7 +202,7 @@ def test_coverage_strip_shows_every_interview_verdict(parsed_pipe: Any, intervie
         interviews_searched=("17", "31", "32", "35", "<b>x</b>"),
         evidence=evidence,
     )
-    cov = render.coverage_html(parsed_pipe, answer, ui.make_filters())
+    cov = render.coverage_html(parsed_pipe, answer, chat.make_filters())
     assert "2 of 5 interviews discuss this; 1 more touches on it" in cov
     cells = re.findall(
         r'class="cov-cell cov-(\w+)" data-interview="([^"]+)" data-verdict="(\w+)" '
@@ -287,17 +288,17 @@ def test_heatmap_counts(parsed_pipe: Any, interviews: Any) -> None:
 
 def test_session_quotes_and_export(tmp_path: Path, interviews: Any) -> None:
     c1, c2 = quote_in(interviews["32"], 7), quote_in(interviews["35"], 10)
-    s = ui.SessionQuotes()
-    path, msg = ui.export_quotes(s, "markdown", "last answer", tmp_path)
+    s = chat.SessionQuotes()
+    path, msg = chat.export_quotes(s, "markdown", "last answer", tmp_path)
     assert path is None and "Nothing to export" in msg and list(tmp_path.iterdir()) == []
 
     s = s.add(Answer("q1", "t", (c1,), False, "extractive"))
     s = s.add(Answer("q2", "t", (c2, c1), False, "extractive"))
     s = s.add(Answer("q3", "t", (), True, "extractive", closest=(c2,)))
     assert s.last == () and s.all == (c1, c2)  # closest passages are never exported
-    path, msg = ui.export_quotes(s, "markdown", "last answer", tmp_path)
+    path, msg = chat.export_quotes(s, "markdown", "last answer", tmp_path)
     assert path is None
-    path, msg = ui.export_quotes(s, "csv", "whole session", tmp_path)
+    path, msg = chat.export_quotes(s, "csv", "whole session", tmp_path)
     assert path and Path(path).parent == tmp_path.resolve() and "2 quotes" in msg
     rows = list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
     assert [r["interview"] for r in rows] == ["32", "35"]
@@ -353,10 +354,10 @@ def test_main_fails_fast_with_one_line(
 
 def test_export_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MLQI_EXPORT_DIR", str(tmp_path / "ex"))
-    assert ui.resolve_export_dir(Settings().export_dir) == (tmp_path / "ex").resolve()
+    assert chat.resolve_export_dir(Settings().export_dir) == (tmp_path / "ex").resolve()
     assert (tmp_path / "ex").is_dir()
     monkeypatch.delenv("MLQI_EXPORT_DIR")
-    fresh = ui.resolve_export_dir()
+    fresh = chat.resolve_export_dir()
     try:
         assert fresh.is_dir() and fresh.name.startswith("mlqi-exports-")
     finally:
@@ -375,7 +376,7 @@ def test_chat_text_renders_transcript_markup_as_text() -> None:
     from markdown_it import MarkdownIt
 
     answer = f"1 of 1 interviews discusses this: 90.\n\n- Interview 90, turn 1: “{HOSTILE}”"
-    shown = ui.chat_text(answer)
+    shown = chat.chat_text(answer)
     html = MarkdownIt("commonmark").render(shown)
     assert set(re.findall(r"<([a-z]+)", html)) <= {"p", "ul", "li"}, html  # the list stays
     assert "<img" not in html and "href" not in html
@@ -384,7 +385,7 @@ def test_chat_text_renders_transcript_markup_as_text() -> None:
     import html as htmllib
 
     assert HOSTILE in htmllib.unescape(text)  # the reader sees exactly what was said
-    assert ui.chat_text(MISSING) == MISSING  # plain text is left as it is
+    assert chat.chat_text(MISSING) == MISSING  # plain text is left as it is
 
 
 def test_login_throttle_backs_off_and_resets() -> None:
@@ -411,8 +412,8 @@ def test_login_throttle_backs_off_and_resets() -> None:
 def test_export_registry_allows_only_written_files(tmp_path: Path) -> None:
     reg = guard.ExportRegistry()
     exports, cache = tmp_path / "exports", tmp_path / "cache"
-    written = ui.export_quotes(
-        ui.SessionQuotes(last=(quote_stub(),), all=(quote_stub(),)), "csv", "last answer", exports
+    written = chat.export_quotes(
+        chat.SessionQuotes(last=(quote_stub(),), all=(quote_stub(),)), "csv", "last answer", exports
     )[0]
     assert written is not None
     reg.add(written)
@@ -453,7 +454,7 @@ def test_missing_values_cites_32_verified(pipe: Any) -> None:
     for c in final.answer.citations:
         assert pipe.index.source_text(c.interview_id)[c.start : c.end] == c.quote
     assert final.history[0] == {"role": "user", "content": MISSING}
-    assert final.history[-1] == {"role": "assistant", "content": ui.chat_text(final.answer.text)}
+    assert final.history[-1] == {"role": "assistant", "content": chat.chat_text(final.answer.text)}
     assert 'class="coverage"' in final.coverage and "32" in final.coverage
     # the strip: one cell per searched interview, its verdict as the scan gave it
     strip = dict(re.findall(r'data-interview="(\w+)" data-verdict="(\w+)"', final.coverage))
@@ -541,8 +542,8 @@ def test_choices_and_corpus_views(pipe: Any) -> None:
 def test_export_after_answer(pipe: Any, tmp_path: Path) -> None:
     final = run(pipe, MISSING)[-1]
     assert final.answer is not None
-    session = ui.SessionQuotes().add(final.answer)
-    path, msg = ui.export_quotes(session, "markdown", "last answer", tmp_path)
+    session = chat.SessionQuotes().add(final.answer)
+    path, msg = chat.export_quotes(session, "markdown", "last answer", tmp_path)
     assert path is not None
     text = Path(path).read_text(encoding="utf-8")
     assert f"**Question:** {MISSING}" in text
