@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from . import agreement as ag
 from .coders import MODERATION
 from .export import write_new_file
-from .render import _id_key, esc, interview_name
-from .types import Interview
+from .render import esc, interview_name
+from .types import Interview, interview_order
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import Pipeline
@@ -91,7 +91,7 @@ def _pooled_passages(ivs: Sequence[Interview]) -> ag.AgreementReport:
 
 
 def corpus_agreement(interviews: Iterable[Interview]) -> CorpusAgreement:
-    ivs = sorted(interviews, key=lambda iv: _id_key(iv.id))
+    ivs = sorted(interviews, key=lambda iv: interview_order(iv.id))
     measured: list[Interview] = []
     skipped: list[tuple[str, str]] = []
     uncoded: list[str] = []

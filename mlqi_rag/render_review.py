@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import MlqiError
 from .export import write_new_file
 from .index import Index
-from .render import code_heatmap_html, esc, interview_name, sorted_interviews
+from .render import esc, interview_name, sorted_interviews
+from .render_corpus import code_heatmap_html
 from .review import ReviewStore, attach, attached
 from .review_items import ACCEPTED, PENDING, REJECTED, STALE, Item, counts, csv_rows, to_csv
 from .types import Citation

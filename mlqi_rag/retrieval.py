@@ -21,7 +21,7 @@ from .errors import QuestionError
 from .index import Index
 from .settings import Settings
 from .stores import stemmer
-from .types import Chunk, Hit, Role, Turn
+from .types import Chunk, Hit, Role, Turn, interview_order
 
 MAX_QUESTION_CHARS = 2000
 # Code prefixes and suffixes that say which family a code belongs to, not what it is about.
@@ -163,7 +163,7 @@ def interviews_named(question: str, known: Sequence[str]) -> tuple[str, ...]:
     if named and not found:
         raise QuestionError(
             f"the question names interview {', '.join(named)}, which is not in the index "
-            f"(it holds {', '.join(sorted(known, key=_id_order))})"
+            f"(it holds {', '.join(sorted(known, key=interview_order))})"
         )
     return found
 
@@ -196,7 +196,7 @@ def check_filters(index: Index, filters: Filters) -> None:
     if unknown := [i for i in filters.interviews if i not in index.interviews]:
         raise QuestionError(
             f"unknown interview {', '.join(unknown)}: the index holds "
-            f"{', '.join(sorted(known_ivs, key=_id_order))}"
+            f"{', '.join(sorted(known_ivs, key=interview_order))}"
         )
     if filters.coder:
         coders = index_coders(index)
@@ -245,10 +245,6 @@ def coder_code_counts(index: Index, coder: str) -> dict[str, int]:
         for code in c.codes_by(coder):
             counts[code] = counts.get(code, 0) + 1
     return dict(sorted(counts.items()))
-
-
-def _id_order(iv: str) -> tuple[int, int | str]:
-    return (0, int(iv)) if iv.isdigit() else (1, iv)
 
 
 def _ranks(positions: Sequence[int]) -> dict[int, int]:

@@ -48,12 +48,12 @@ from .review_items import (
     Decision,
     Item,
     csv_rows,
-    id_key,
     suggestion_from_dict,
     suggestion_id,
     to_csv,
 )
 from .suggest import DEFAULT_MIN_CONFIDENCE, Suggestion
+from .types import interview_order
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class ReviewStore:
         except SourceChangedError:
             # a transcript changed since indexing: suggest for the others, one at a time
             rows = []
-            for iv_id in sorted(self.index.interviews, key=id_key):
+            for iv_id in sorted(self.index.interviews, key=interview_order):
                 if self.index.source_problem(iv_id) is None:
                     rows += sg.suggest(self.index, iv_id, self.min_confidence, **kwargs)
         return rows, sg.rare_codes(self.index)
@@ -344,7 +344,7 @@ class ReviewStore:
                 for k in sorted(
                     decisions,
                     key=lambda k: (
-                        id_key(decisions[k].interview_id),
+                        interview_order(decisions[k].interview_id),
                         decisions[k].start,
                         decisions[k].code,
                     ),
@@ -430,7 +430,9 @@ class ReviewStore:
                     suggested=False,
                 )
             )
-        out.sort(key=lambda it: (id_key(it.interview_id), it.start, -it.confidence, it.code))
+        out.sort(
+            key=lambda it: (interview_order(it.interview_id), it.start, -it.confidence, it.code)
+        )
         return out
 
     def decide(self, ids: Sequence[str], status: str, now: str | None = None) -> list[Item]:

@@ -150,10 +150,6 @@ def suggestion_from_dict(d: dict[str, Any]) -> Suggestion:
     )
 
 
-def id_key(iv_id: str) -> tuple[int, int | str]:
-    return (0, int(iv_id)) if iv_id.isdigit() else (1, iv_id)
-
-
 def filter_items(
     items: Iterable[Item],
     status: str | None = None,

@@ -78,6 +78,11 @@ class Turn:
         }
 
 
+def interview_order(interview_id: str) -> tuple[int, int | str]:
+    """Sort key for interview ids as a researcher lists them: 2 before 10, then any names."""
+    return (0, int(interview_id)) if interview_id.isdigit() else (1, interview_id)
+
+
 @dataclass(frozen=True)
 class Interview:
     id: str

@@ -17,20 +17,17 @@ from typing import TYPE_CHECKING, Any
 from .answer import available_engines
 from .chat import SCOPES, SessionQuotes, export_quotes, resolve_export_dir, respond
 from .guard import ExportRegistry, attach_exports
-from .render import (
+from .render import COVERAGE_CSS, empty_evidence_html, interview_name, sorted_interviews
+from .render_coders import CSS as CODERS_CSS
+from .render_coders import coder_choices, corpus_agreement
+from .render_corpus import (
     CORPUS_HEADERS,
-    COVERAGE_CSS,
     code_passage_choices,
     code_passages_html,
     corpus_rows,
     corpus_summary,
-    empty_evidence_html,
-    interview_name,
     most_used_code,
-    sorted_interviews,
 )
-from .render_coders import CSS as CODERS_CSS
-from .render_coders import coder_choices, corpus_agreement
 from .render_review import CSS as REVIEW_CSS
 from .render_review import heatmap_html
 from .settings import Settings

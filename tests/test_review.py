@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from cliutil import can_mount_read_only, on_read_only_mount, one_line_error, run
 
-from mlqi_rag import render, render_review, review, review_items, ui
+from mlqi_rag import render, render_corpus, render_review, review, review_items, ui
 from mlqi_rag.build import build_index
 from mlqi_rag.export import csv_cell
 from mlqi_rag.index import Index
@@ -356,7 +356,7 @@ def test_views_hatch_heatmap_tag_cards_and_escape(
     items = store.items()
 
     # heatmap: a cell only suggestions fill is hatched, with a legend; researchers' cells not
-    _, _, counts = render.code_matrix(pipe)
+    _, _, counts = render_corpus.code_matrix(pipe)
     only = {k: n for k, n in render_review.suggested_counts(items).items() if k not in counts}
     heat = render_review.heatmap_html(pipe)
     cell = r'class="heat heat-suggested" data-code="([^"]+)" data-interview="(\w+)" '
@@ -364,7 +364,7 @@ def test_views_hatch_heatmap_tag_cards_and_escape(
     assert {(html_unescape(c), i): int(n) for c, i, n in hatched} == only
     assert only, "some suggestion falls where no researcher applied its code"
     assert "heat-legend" in heat and "hatched" in heat
-    assert "heat-suggested" not in render.code_heatmap_html(pipe)  # the plain one, unchanged
+    assert "heat-suggested" not in render_corpus.code_heatmap_html(pipe)  # the plain one, unchanged
 
     # rejecting every suggestion of a hatched cell clears it
     (code, iv), _ = next(iter(only.items()))

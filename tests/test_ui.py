@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from netutil import free_port
 
-from mlqi_rag import chat, guard, render, serve, ui
+from mlqi_rag import chat, guard, render, render_corpus, serve, ui
 from mlqi_rag.errors import ConfigError
 from mlqi_rag.settings import Settings
 from mlqi_rag.transcripts import parse_paths
@@ -253,7 +253,7 @@ def test_coverage_strip_scales_to_hundreds(parsed_pipe: Any) -> None:
 
 def test_code_passages_only_coded(parsed_pipe: Any, interviews: Any) -> None:
     code = "Data-missing-values"
-    html = render.code_passages_html(parsed_pipe, code)
+    html = render_corpus.code_passages_html(parsed_pipe, code)
     passages = re.findall(r'<article class="passage"([^>]*)>', html)
     expected = [
         (iv.id, t.index)
@@ -270,11 +270,11 @@ def test_code_passages_only_coded(parsed_pipe: Any, interviews: Any) -> None:
     assert all(code in re.search(r'data-codes="([^"]*)"', a)[1].split("|") for a in passages)  # type: ignore[index]
     assert {iv for iv, _ in got} <= {"32", "35"}  # the only coded interviews
     assert f'data-count="{len(expected)}"' in html
-    assert "No passage carries" in render.code_passages_html(parsed_pipe, "no-such-code")
+    assert "No passage carries" in render_corpus.code_passages_html(parsed_pipe, "no-such-code")
 
 
 def test_heatmap_counts(parsed_pipe: Any, interviews: Any) -> None:
-    html = render.code_heatmap_html(parsed_pipe)
+    html = render_corpus.code_heatmap_html(parsed_pipe)
     for iv in SEED_IDS:
         assert f'<th data-interview="{iv}"' in html
     cells = re.findall(r'data-code="([^"]+)" data-interview="(\w+)" data-count="(\d+)"', html)
@@ -525,17 +525,17 @@ def test_choices_and_corpus_views(pipe: Any) -> None:
     assert codes["Data-missing-values"] == f"Data-missing-values ({n})"
     assert ui.engine_choices(pipe.settings)[0] == "extractive"
 
-    rows = render.corpus_rows(pipe)
+    rows = render_corpus.corpus_rows(pipe)
     assert [r[0] for r in rows] == SEED_IDS
-    by_id = {r[0]: dict(zip(render.CORPUS_HEADERS, r, strict=True)) for r in rows}
+    by_id = {r[0]: dict(zip(render_corpus.CORPUS_HEADERS, r, strict=True)) for r in rows}
     assert by_id["32"]["Coded"] == "yes" and by_id["17"]["Coded"] == "no"
     for r in by_id.values():
         assert r["Turns"] >= r["Participant turns"] > 0 and r["Words"] > r["Participant words"]
-    heat = render.code_heatmap_html(pipe)
+    heat = render_corpus.code_heatmap_html(pipe)
     assert all(f'data-interview="{i}"' in heat for i in SEED_IDS)
     assert all(f'data-code="{c}"' in heat for c in pipe.index.code_counts())
-    assert "5 interviews" in render.corpus_summary(pipe)
-    assert render.most_used_code(pipe) in pipe.index.code_counts()
+    assert "5 interviews" in render_corpus.corpus_summary(pipe)
+    assert render_corpus.most_used_code(pipe) in pipe.index.code_counts()
 
 
 @pytest.mark.slow
@@ -692,8 +692,8 @@ def coded_pipe(coded_index: Settings) -> Any:
 @pytest.mark.slow
 def test_corpus_rows_show_coders_and_copies(coded_pipe: Any) -> None:
     by_id = {
-        r[0]: dict(zip(render.CORPUS_HEADERS, r, strict=True))
-        for r in render.corpus_rows(coded_pipe)
+        r[0]: dict(zip(render_corpus.CORPUS_HEADERS, r, strict=True))
+        for r in render_corpus.corpus_rows(coded_pipe)
     }
     assert by_id["12"]["Coders"] == "PO, Rached, moderation" and by_id["12"]["Coded copies"] == 3
     assert by_id["7"]["Coders"] == "PO, Rached" and by_id["7"]["Coded copies"] == 2
@@ -711,18 +711,17 @@ def test_heatmap_per_coder(coded_pipe: Any) -> None:
         cells = re.findall(r'data-code="([^"]+)" data-interview="(\w+)" data-count="(\d+)"', html)
         return {(c, i): int(n) for c, i, n in cells}
 
-    reader = counts(render.code_heatmap_html(coded_pipe))
-    rached = counts(render.code_heatmap_html(coded_pipe, "Rached"))
+    reader = counts(render_corpus.code_heatmap_html(coded_pipe))
+    rached = counts(render_corpus.code_heatmap_html(coded_pipe, "Rached"))
     code = "MD-configuration-issue"  # Rached's, dropped in moderation
     assert rached[(code, "12")] >= 1 and (code, "12") not in reader
     iv12 = coded_pipe.index.interviews["12"]
     turns = sum(any(code in p.codes_by("Rached") for p in t.paragraphs) for t in iv12.turns)
     assert rached[(code, "12")] == turns
     assert all(n == 0 for (_, iv), n in rached.items() if iv in ("32", "35"))  # not Rached's
-    assert "not coded by Rached" in render.code_heatmap_html(coded_pipe, "Rached")
-    assert "No interview carries qualitative codes coded by Nobody" in render.code_heatmap_html(
-        coded_pipe, "Nobody"
-    )
+    assert "not coded by Rached" in render_corpus.code_heatmap_html(coded_pipe, "Rached")
+    nobody = render_corpus.code_heatmap_html(coded_pipe, "Nobody")
+    assert "No interview carries qualitative codes coded by Nobody" in nobody
 
 
 @pytest.mark.slow
