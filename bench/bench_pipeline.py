@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -85,12 +86,16 @@ def child(mode: str, corpus: str, index_dir: str) -> dict:  # type: ignore[type-
         pipe = Pipeline.load(s)
         answer = pipe.engine("extractive").answer("How do practitioners handle missing values?")
         return {"cold_start_s": time.perf_counter() - t0, "abstained": answer.abstained}
-    if mode == "latency":
+    if mode in ("latency", "latency-blas"):
         import numpy as np
 
         from mlqi_rag.pipeline import Pipeline
 
         pipe = Pipeline.load(s)
+        if mode == "latency-blas":  # the baseline: numpy's BLAS with its own thread count
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=os.cpu_count(), user_api="blas")
         qfile = QUESTIONS_MLSSS if "mlsss" in corpus else QUESTIONS
         questions = [json.loads(x)["question"] for x in qfile.read_text().splitlines() if x]
         eng = pipe.engine("extractive")
@@ -166,6 +171,7 @@ def main() -> None:
             r = _child("reindex", str(corpus), tmp)
             c = _child("cold", str(corpus), tmp)
             lat = _child("latency", str(corpus), tmp)
+            blas = _child("latency-blas", str(corpus), tmp)
         rows.append(
             {
                 "corpus": name,
@@ -184,6 +190,12 @@ def main() -> None:
                 "retrieve_p95_ms": round(lat["retrieve_p95_ms"], 1),
                 "answer_p50_ms": round(lat["answer_p50_ms"], 1),
                 "answer_p95_ms": round(lat["answer_p95_ms"], 1),
+                "baseline: numpy's own BLAS threads, retrieve p50 (ms)": round(
+                    blas["retrieve_p50_ms"], 1
+                ),
+                "baseline: numpy's own BLAS threads, answer p50 (ms)": round(
+                    blas["answer_p50_ms"], 1
+                ),
                 "baseline: 64 spans embedded per question (ms)": round(
                     lat["old_span_embedding_ms"], 1
                 ),

@@ -365,3 +365,21 @@ def test_bad_transcripts_are_reported_and_never_corrupt_the_index(
     )
     assert current_generation(idx) == live
     _check_retrieval(Retriever(Index.load(Settings(index_dir=idx)), embedder))
+
+
+def test_loading_the_model_keeps_numpy_to_one_blas_thread() -> None:
+    """OpenBLAS threads spinning after the scan's products would take the cores torch needs
+    for the next question (``embedding.one_blas_thread``): once the model loads, numpy's BLAS
+    runs on one thread. A fresh process, so no other test has loaded the model before."""
+    code = (
+        "import json; from threadpoolctl import threadpool_info\n"
+        "from mlqi_rag.embedding import Embedder; from mlqi_rag.settings import Settings\n"
+        "blas = lambda: [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "before = blas(); e = Embedder.from_settings(Settings()); e.embed(['a question'])\n"
+        "print(json.dumps([before, blas()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert after and set(after) == {1}
+    if (os.cpu_count() or 1) > 1:
+        assert max(before) > 1  # numpy's own default, which the model's loading changes
