@@ -68,7 +68,8 @@ def eval_cmd(
 ) -> None:
     """Score retrieval and answers on a question set, beside two baselines."""
     from .build import build_index
-    from .evaluation import load_questions, report_tables, run_eval, write_report
+    from .eval_report import report_tables, write_report
+    from .evaluation import load_questions, run_eval
     from .pipeline import Pipeline
 
     s = _settings(corpus=corpus, index_dir=index_dir, engine=engine)

@@ -1,16 +1,17 @@
 """Grounding evaluation on a fixed question set, with two baselines measured in the same run.
 
 The question file is JSONL (``id``, ``question``, ``kind``, ``gold_interviews``, ``gold_quotes``,
-``gold_codes``, ``answer_points``, optional ``split``). Retrieval metrics are computed for our
-retriever and for two baselines over the same corpus: llama-index defaults (SentenceSplitter
-1024/200 over whole files, dense only) and BM25 only over those same chunks. Answer metrics come
-from the chosen engine. Every figure is reported overall, per ``kind`` and per ``split``.
+``gold_codes``, ``answer_points``, optional ``split``, ``gold_touching`` and ``second_reader``).
+Retrieval metrics are computed for our retriever and for two baselines over the same corpus:
+llama-index defaults (SentenceSplitter 1024/200 over whole files, dense only) and BM25 only over
+those same chunks. Answer metrics come from the chosen engine; a coverage question read twice
+is also scored against its second reader (``readers``). ``eval_report`` lays the figures out
+overall, per ``kind`` and per ``split``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import __version__
 from .errors import QuestionError
 from .pipeline import Pipeline
+from .readers import alphas, question_metrics
 from .retrieval import Filters
 from .types import Hit
 
@@ -43,6 +45,14 @@ class GoldQuote(BaseModel):
     quote: str
 
 
+class SecondReading(BaseModel):
+    """A second reader's blind labels of a coverage question (see ``readers``): measured against,
+    never fitted on."""
+
+    interviews: list[str] = Field(default_factory=list)
+    touching: list[str] = Field(default_factory=list)
+
+
 class Question(BaseModel):
     model_config = ConfigDict(coerce_numbers_to_str=True)  # "id": 7 is as good as "id": "7"
 
@@ -55,6 +65,7 @@ class Question(BaseModel):
     gold_codes: list[str] = Field(default_factory=list)
     answer_points: list[str] = Field(default_factory=list)
     split: str = "dev"
+    second_reader: SecondReading | None = None
 
     @property
     def answerable(self) -> bool:
@@ -291,6 +302,18 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["coverage_count_in_range"] = _mean(
         a["coverage_count_in_range"] for a in ans if "coverage_count_in_range" in a
     )
+    twice = [a for a in ans if "readers_f1" in a]
+    if twice:
+        out["second_read"] = len(twice)
+        out["readers_f1"] = _mean(a["readers_f1"] for a in twice)
+        out["readers_count_mae"] = _mean(a["readers_count_error"] for a in twice)
+        out["coverage_f1_first_reader"] = _mean(a["coverage_f1"] for a in twice)
+        out["coverage_f1_second_reader"] = _mean(a["coverage_f1_second_reader"] for a in twice)
+        out["coverage_count_mae_first_reader"] = _mean(a["coverage_count_error"] for a in twice)
+        out["coverage_count_mae_second_reader"] = _mean(
+            a["coverage_count_error_second_reader"] for a in twice
+        )
+        out |= alphas(a["reader_levels"] for a in twice)
     lat = [a["latency"] for a in ans]
     out["latency_p50"] = float(np.percentile(lat, 50)) if lat else None
     out["latency_p95"] = float(np.percentile(lat, 95)) if lat else None
@@ -401,7 +424,7 @@ def _answer_metrics(
         for iv, sp in golds
     )
     covered = set(answer.coverage.get("interviews", []))
-    coverage: dict[str, float] = {}
+    coverage: dict[str, Any] = {}
     if q.kind == "coverage" and gold:
         tp = len(covered & gold)
         coverage = {
@@ -412,6 +435,13 @@ def _answer_metrics(
                 and answer.coverage["range"][0] <= len(gold) <= answer.coverage["range"][1]
             ),
         }
+        if q.second_reader is not None:
+            coverage |= question_metrics(
+                list(index.interviews),
+                (q.gold_interviews, q.gold_touching),
+                (q.second_reader.interviews, q.second_reader.touching),
+                covered,
+            )
     return {
         **coverage,
         "abstained": answer.abstained,
@@ -424,131 +454,3 @@ def _answer_metrics(
         "fallback": answer.fallback,
         "latency": latency,
     }
-
-
-# ---- reporting ---------------------------------------------------------------------------------
-
-RETRIEVAL_KEYS = (
-    "interview_recall@5",
-    "interview_recall@10",
-    "quote_hit@5",
-    "quote_hit@10",
-    "quote_hit@4000ch",
-    "mrr",
-)
-ANSWER_KEYS = (
-    "quote_exact_rate",
-    "participant_share",
-    "citation_precision",
-    "citation_recall",
-    "gold_quotes_cited",
-    "abstention",
-    "false_abstention",
-    "citations_per_answer",
-    "coverage_f1",
-    "coverage_count_mae",
-    "coverage_count_in_range",
-    "latency_p50",
-    "latency_p95",
-)
-
-
-def _fmt(v: Any) -> str:
-    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def report_tables(run: EvalRun) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) tables shared by the terminal output and the Markdown report."""
-    overall = run.summary()["overall"]
-    by_split = run.summary(lambda r: r["split"])
-    by_kind = run.summary(lambda r: r["kind"])
-    tables = []
-    header = ["metric", "ours", "ours, as the answer read", "llama-index defaults", "BM25 only"]
-    rows = [
-        [
-            k,
-            _fmt(overall.get(f"ours:{k}")),
-            _fmt(overall.get(f"read:{k}")),
-            _fmt(overall.get(f"llamaindex:{k}")),
-            _fmt(overall.get(f"bm25:{k}")),
-        ]
-        for k in RETRIEVAL_KEYS
-    ]
-    tables.append(("Retrieval (all questions, k=10)", header, rows))
-    splits = sorted(by_split)
-    rows = [
-        [
-            k,
-            *(
-                _fmt(by_split[s].get(f"ours:{k}") if k in RETRIEVAL_KEYS else by_split[s].get(k))
-                for s in splits
-            ),
-        ]
-        for k in (*RETRIEVAL_KEYS, *ANSWER_KEYS)
-    ] + [
-        [f"{k} (as the answer read)", *(_fmt(by_split[s].get(f"read:{k}")) for s in splits)]
-        for k in ("interview_recall@5", "interview_recall@10")
-    ]
-    tables.append(
-        (
-            "Ours by split (held-out questions were not used for tuning)",
-            ["metric", *[f"{s} (n={by_split[s]['n']})" for s in splits]],
-            rows,
-        )
-    )
-    rows = [[k, _fmt(overall.get(k))] for k in ANSWER_KEYS]
-    tables.append((f"Answers ({run.engine} engine)", ["metric", "value"], rows))
-    kinds = [k for k in KINDS if k in by_kind]
-    keys = (
-        "ours:interview_recall@5",
-        "ours:quote_hit@4000ch",
-        "ours:mrr",
-        "llamaindex:mrr",
-        "bm25:mrr",
-        "citation_precision",
-        "abstention",
-        "false_abstention",
-    )
-    rows = [[k, *(_fmt(by_kind[kind].get(k)) for kind in kinds)] for k in keys]
-    tables.append(("By kind", ["metric", *[f"{k} (n={by_kind[k]['n']})" for k in kinds]], rows))
-    return tables
-
-
-def to_markdown(run: EvalRun) -> str:
-    m = run.meta
-    lines = [
-        f"# Grounding evaluation — {m['date']}",
-        "",
-        f"- engine: `{m['engine']}`, k = {m['k']}, questions: {m['questions']}",
-        f"- corpus: `{m['corpus']}` (hash `{m['corpus_hash']}`), index `{m['index_generation']}`",
-        f"- model: `{m['model']}`, settings fingerprint `{m['fingerprint']}`, "
-        f"mlqi_rag {m['package_version']}",
-        f"- settings: `{json.dumps(m['settings'])}`",
-        "",
-    ]
-    for title, header, rows in report_tables(run):
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_report(run: EvalRun, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    path = directory / f"{stamp}-{run.engine}-{run.meta['corpus_hash']}.md"
-    path.write_text(to_markdown(run), encoding="utf-8")
-    path.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "meta": run.meta,
-                "summary": run.summary()["overall"],
-                "by_kind": run.summary(lambda r: r["kind"]),
-                "by_split": run.summary(lambda r: r["split"]),
-                "rows": run.rows,
-            },
-            indent=1,
-        ),
-        encoding="utf-8",
-    )
-    return path

@@ -14,6 +14,7 @@ from mlqi_rag.transcripts import parse_file
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = REPO / "eval" / "questions_mlsss.jsonl"
+SECOND_READER = REPO / "eval" / "checks" / "second_reader.jsonl"
 KINDS = {
     "factoid",
     "thematic",
@@ -85,6 +86,11 @@ def test_gold_lists_consistent(raw: list[dict]) -> None:
 
 
 def test_gold_quotes_are_verbatim_participant_speech(raw: list[dict], mlsss_dir: Path) -> None:
+    _check_quotes(raw, mlsss_dir)
+
+
+def _check_quotes(raw: list[dict], mlsss_dir: Path) -> None:
+    """Every gold quote is one line's exact text, inside a participant turn, 8–45 words."""
     cache: dict[str, tuple[str, list[str], list[tuple[int, int]]]] = {}
     for d in raw:
         for g in d["gold_quotes"]:
@@ -123,3 +129,24 @@ def test_unanswerable_terms_absent(raw: list[dict], mlsss_dir: Path) -> None:
             assert not any(term.lower() in t for t in corpus), (d["id"], term)
             multi += " " in term.strip()
     assert multi >= 3
+
+
+def test_second_reading_matches_its_record(raw: list[dict], mlsss_dir: Path) -> None:
+    """The second reader's lists in the question set are those of the reader's own record
+    (``eval/checks/second_reader.jsonl``), whose quotes are verbatim participant speech too; a
+    second reading exists only for coverage questions, and covers held-out and dev alike."""
+    record = [json.loads(x) for x in SECOND_READER.read_text(encoding="utf-8").splitlines() if x]
+    by_id = {d["id"]: d for d in raw}
+    assert len(record) >= 12
+    for r in record:
+        q = by_id[r["id"]]
+        assert q["kind"] == "coverage" and r["question"] == q["question"], r["id"]
+        assert q["second_reader"] == {
+            "interviews": r["gold_interviews"],
+            "touching": r["gold_touching"],
+        }, r["id"]
+        assert not set(r["gold_interviews"]) & set(r["gold_touching"]), r["id"]
+        assert {g["interview"] for g in r["gold_quotes"]} == set(r["gold_interviews"]), r["id"]
+    assert {d["id"] for d in raw if "second_reader" in d} == {r["id"] for r in record}
+    assert {by_id[r["id"]]["split"] for r in record} == {"dev", "heldout"}
+    _check_quotes(record, mlsss_dir)

@@ -1,0 +1,92 @@
+"""How far two readers of the transcripts agree on a coverage question's gold list.
+
+A coverage question's gold ("which interviewees discuss X?") is one reader's judgement of where
+"discusses" ends and "touches on" begins. A second reader, blind to the first and to the product,
+labelled some of the same questions again (``second_reader`` in the question file). Their
+agreement is the ceiling any system can be held to on those questions: scored against either
+reader, a list cannot be expected to agree with one reader better than the other reader does.
+
+Per question this gives the two readers' interview-set F1 and count difference, and the product's
+F1 and count error against the second reader (beside those against the first, which are the
+eval's own ``coverage_f1`` and count error). Over all second-read questions, Krippendorff's
+alpha on every (question, interview) unit: nominal on "discusses or not" (what a list decides)
+and ordinal on the three levels silent < touches < discusses.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .agreement import krippendorff_alpha
+from .fitting import set_f1
+
+LEVELS = {"silent": 0, "touches": 1, "discusses": 2}
+
+
+def levels(
+    interviews: Sequence[str], discusses: Collection[str], touches: Collection[str]
+) -> list[int]:
+    """One reader's level for each of ``interviews`` (silent 0, touches 1, discusses 2)."""
+    return [
+        LEVELS["discusses"] if iv in discusses else LEVELS["touches"] if iv in touches else 0
+        for iv in interviews
+    ]
+
+
+def question_metrics(
+    interviews: Sequence[str],
+    first: tuple[Collection[str], Collection[str]],
+    second: tuple[Collection[str], Collection[str]],
+    listed: Collection[str],
+) -> dict[str, Any]:
+    """One second-read question: ``first`` and ``second`` are each reader's (discusses,
+    touches); ``listed`` is the product's coverage list; ``interviews`` all that were searched."""
+    return {
+        "readers_f1": set_f1(set(first[0]), set(second[0])),
+        "readers_count_error": abs(len(set(first[0])) - len(set(second[0]))),
+        "coverage_f1_second_reader": set_f1(set(listed), set(second[0])),
+        "coverage_count_error_second_reader": abs(len(set(listed)) - len(set(second[0]))),
+        "reader_levels": [levels(interviews, *first), levels(interviews, *second)],
+    }
+
+
+def alphas(per_question: Iterable[Sequence[Sequence[int]]]) -> dict[str, float | None]:
+    """Krippendorff's alpha over every (question, interview) unit of the second-read
+    questions: nominal on discusses-or-not, ordinal on the three levels. None when there is
+    nothing to measure (no second-read question, or no variation at all)."""
+    first: list[int] = []
+    second: list[int] = []
+    for pair in per_question:
+        first += list(pair[0])
+        second += list(pair[1])
+    if not first:
+        return {"alpha_discusses": None, "alpha_levels": None}
+    top = LEVELS["discusses"]
+    binary = krippendorff_alpha(
+        [[float(v == top) for v in first], [float(v == top) for v in second]]
+    )
+    return {
+        "alpha_discusses": None if math.isnan(binary) else binary,
+        "alpha_levels": _ordinal_alpha(first, second),
+    }
+
+
+def _ordinal_alpha(first: Sequence[int], second: Sequence[int]) -> float | None:
+    import krippendorff
+
+    data = np.array([first, second], dtype=float)
+    if len(set(first) | set(second)) < 2:
+        return None
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = float(
+            krippendorff.alpha(
+                reliability_data=data, level_of_measurement="ordinal", value_domain=[0, 1, 2]
+            )
+        )
+    return None if math.isnan(value) else value
