@@ -109,6 +109,7 @@ def suggest(
         _check_code(index, code)
     if evaluate:
         from . import suggest_eval as se
+        from .suggest_report import markdown
 
         ev = se.evaluate(index, min_confidence, learners or (se.DEFAULT_LEARNER, se.BASELINE))
         args = ["--index-dir", str(index.settings.index_dir), "--evaluate"]
@@ -120,7 +121,7 @@ def suggest(
             args += ["--report", str(report)]
         command = "mlqi-rag suggest " + shlex.join(args)
         ev["command"] = command
-        text = se.markdown(ev, command)
+        text = markdown(ev, command)
         if report is not None:
             base = report.with_suffix("")
             base.parent.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,18 @@ def test_loio_evaluation_reports_every_figure(report: dict) -> None:  # type: ig
             assert all(0.2 < k["other_interview"] < 0.7 for k in kappa.values())
 
 
+def test_the_evaluation_report_shows_both_learners(report: dict) -> None:  # type: ignore[type-arg]
+    """``suggest --evaluate``'s Markdown: each learner held out and fixed, with its figures."""
+    from mlqi_rag.suggest_report import markdown
+
+    text = markdown(report, "mlqi-rag suggest --evaluate")
+    for name, r in report["learners"].items():
+        row = next(x for x in text.splitlines() if x.startswith(f"| {name} (held out) |"))
+        assert f"{r['nested']['passage']['micro']['precision']:.3f}" in row
+        assert f"| {name} (fixed) |" in text
+    assert report["threshold_rule"] in text and "mlqi-rag suggest --evaluate" in text
+
+
 def test_held_out_precision_and_kappa_beat_the_knn_baseline(report: dict) -> None:  # type: ignore[type-arg]
     """Each interview at the threshold its training interviews chose (nested): the measured
     floor, well above the old kNN learner's; kappa above the baseline's for each coder, yet below
