@@ -111,16 +111,21 @@ def _pairs(m: Matrix) -> list[tuple[list[float], list[float]]]:
     return out
 
 
-def krippendorff_alpha(m: Matrix) -> float:
-    """Nominal alpha over a coders x units matrix (None = missing); NaN when undefined."""
+def krippendorff_alpha(
+    m: Matrix,
+    level: Literal["nominal", "ordinal"] = "nominal",
+    domain: Sequence[float] | None = None,
+) -> float:
+    """Alpha over a coders x units matrix (None = missing); NaN when undefined. ``domain``: the
+    ordered values (default: those that occur), which an ordinal alpha needs in full."""
     data = np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float)
-    domain = sorted({v for row in m for v in row if v is not None})
-    if data.shape[1] == 0 or len(domain) < 2:
+    seen = sorted({v for row in m for v in row if v is not None})
+    if data.shape[1] == 0 or len(seen) < 2:
         return math.nan  # no variation at all: alpha is undefined, not 1
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         value = krippendorff.alpha(
-            reliability_data=data, level_of_measurement="nominal", value_domain=domain
+            reliability_data=data, level_of_measurement=level, value_domain=domain or seen
         )
     return float(value)
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
 from .errors import QuestionError
+from .fitting import set_f1
 from .pipeline import Pipeline
 from .readers import alphas, question_metrics
 from .retrieval import Filters
@@ -426,9 +427,8 @@ def _answer_metrics(
     covered = set(answer.coverage.get("interviews", []))
     coverage: dict[str, Any] = {}
     if q.kind == "coverage" and gold:
-        tp = len(covered & gold)
         coverage = {
-            "coverage_f1": 2 * tp / (len(covered) + len(gold)),
+            "coverage_f1": set_f1(covered, gold),
             "coverage_count_error": abs(len(covered) - len(gold)),
             "coverage_count_in_range": float(
                 bool(answer.coverage.get("range"))

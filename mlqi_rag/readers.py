@@ -16,11 +16,8 @@ and ordinal on the three levels silent < touches < discusses.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
-
-import numpy as np
 
 from .agreement import krippendorff_alpha
 from .fitting import set_f1
@@ -33,7 +30,11 @@ def levels(
 ) -> list[int]:
     """One reader's level for each of ``interviews`` (silent 0, touches 1, discusses 2)."""
     return [
-        LEVELS["discusses"] if iv in discusses else LEVELS["touches"] if iv in touches else 0
+        LEVELS["discusses"]
+        if iv in discusses
+        else LEVELS["touches"]
+        if iv in touches
+        else LEVELS["silent"]
         for iv in interviews
     ]
 
@@ -70,23 +71,12 @@ def alphas(per_question: Iterable[Sequence[Sequence[int]]]) -> dict[str, float |
     binary = krippendorff_alpha(
         [[float(v == top) for v in first], [float(v == top) for v in second]]
     )
+    ordinal = krippendorff_alpha(
+        [[float(v) for v in first], [float(v) for v in second]],
+        "ordinal",
+        sorted(LEVELS.values()),
+    )
     return {
         "alpha_discusses": None if math.isnan(binary) else binary,
-        "alpha_levels": _ordinal_alpha(first, second),
+        "alpha_levels": None if math.isnan(ordinal) else ordinal,
     }
-
-
-def _ordinal_alpha(first: Sequence[int], second: Sequence[int]) -> float | None:
-    import krippendorff
-
-    data = np.array([first, second], dtype=float)
-    if len(set(first) | set(second)) < 2:
-        return None
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        value = float(
-            krippendorff.alpha(
-                reliability_data=data, level_of_measurement="ordinal", value_domain=[0, 1, 2]
-            )
-        )
-    return None if math.isnan(value) else value
