@@ -43,6 +43,7 @@ FEATURES = (
     "name_hit",
     "name_near",
     "phrase_apart",
+    "phrase_unsaid",
     "prf_max",
     "prf_gap",
     "prf_z",
@@ -70,6 +71,8 @@ ABSTAIN_FEATURES = (
     "bm25_max",
     "key_max",
     "topic_span_max",
+    "phrase_unsaid",
+    "p_z",
 )
 T_ABSTAIN = 0.5  # a balanced-class probability: the bar until a fitted one replaces it
 # The two errors do not weigh the same: an answerable question turned away costs the researcher
@@ -108,8 +111,29 @@ def question_features(x: np.ndarray, p_d: np.ndarray) -> np.ndarray:
             # for 36-transcript false abstention 0.049 → 0.056, over the budget. Kept.
             x[:, f["key_terms"]].max(),
             x[:, f["topic_span"]].max(),
+            # The share of the question's phrases no interviewee says (``terms``): beside
+            # ``phrase_apart`` it catches a method whose words do meet, but never as its name.
+            x[0, f["phrase_unsaid"]],
+            _standing_out(p_d),
         ]
     )
+
+
+def _standing_out(p_d: np.ndarray) -> float:
+    """How many standard deviations the strongest interview stands above the searched ones.
+
+    A question the corpus answers lifts several interviews at once and spreads their
+    probabilities; one it does not leaves a flat floor with at most one stray passage standing
+    out of it. On the 36 transcripts' dev questions the unanswerable ones average 3.9 against
+    1.8 for the answerable. In a small corpus the top cannot stand far out (sqrt(n - 1)
+    standard deviations at most: 2 for five interviews), so there it mostly leaves the
+    decision to the other features. Out of fold on the dev questions (20 shuffled 5-fold
+    splits) it lifts the question model's abstention at the 5% budget from 0.65 to 0.79, and
+    from 0.73 to 0.77 on the 36 transcripts' questions alone, where it cannot stand for the
+    corpus's size."""
+    if len(p_d) < 2 or float(p_d.std()) < 1e-9:  # one interview, or all alike
+        return 0.0
+    return float((p_d.max() - p_d.mean()) / p_d.std())
 
 
 def lists_by_count(x: np.ndarray) -> bool:

@@ -277,15 +277,26 @@ class CorpusTerms:
     ) -> dict[str, dict[str, float]]:
         """Per interview: ``phrase_hit``, the share of the question's phrases it says;
         ``phrase_near``, the share whose two words it uses in one passage; and, the same for
-        every interview, ``has_phrase`` and ``phrase_apart``, the share of phrases whose words
-        no participant passage of the corpus uses together ("differential" and "privacy")."""
+        every interview, ``has_phrase``; ``phrase_apart``, the share of phrases whose words
+        no participant passage of the corpus uses together ("differential" and "privacy"); and
+        ``phrase_unsaid``, the share that no interviewee says as a phrase, even where both
+        words meet in one passage ("test" … "coverage", "feature" … "flags"): a method's name
+        is said as its words in order, while a paraphrase of something discussed shares fewer
+        of its phrases with the question but not none of them."""
         phrases = self.phrases(question)
         if not phrases:
-            zero = {"phrase_hit": 0.0, "phrase_near": 0.0, "has_phrase": 0.0, "phrase_apart": 0.0}
+            zero = {
+                "phrase_hit": 0.0,
+                "phrase_near": 0.0,
+                "has_phrase": 0.0,
+                "phrase_apart": 0.0,
+                "phrase_unsaid": 0.0,
+            }
             return {iv: dict(zero) for iv in searched}
         grams = self.bigrams
         near = {iv: [self._together(iv, p) for p in phrases] for iv in self.interviews}
         apart = sum(not any(near[iv][j] for iv in near) for j in range(len(phrases)))
+        unsaid = sum(not any(p in said for said in grams.values()) for p in phrases)
         n = len(phrases)
         return {
             iv: {
@@ -293,6 +304,7 @@ class CorpusTerms:
                 "phrase_near": sum(near[iv]) / n,
                 "has_phrase": 1.0,
                 "phrase_apart": apart / n,
+                "phrase_unsaid": unsaid / n,
             }
             for iv in searched
         }

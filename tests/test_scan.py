@@ -173,6 +173,24 @@ def test_which_questions_list_whoever_says_the_name() -> None:
     assert not model.name_listed(how).any()
 
 
+def test_how_far_the_strongest_interview_stands_out() -> None:
+    """``p_z``: a flat floor with one stray interview stands far out; a question that lifts
+    several interviews spreads them and stands out less; one interview, or all equal, is 0."""
+    from mlqi_rag.calibration import ABSTAIN_FEATURES, question_features
+
+    def p_z(p_d: list[float]) -> float:
+        x = np.zeros((len(p_d), len(FEATURES)))
+        return float(question_features(x, np.array(p_d))[ABSTAIN_FEATURES.index("p_z")])
+
+    stray = [0.3] + [0.02] * 35
+    lifted = [0.9, 0.8, 0.8, 0.7, 0.6, 0.5] + [0.05] * 30
+    assert p_z(stray) == pytest.approx((0.3 - np.mean(stray)) / np.std(stray))
+    assert p_z(stray) > 5.0 > 3.0 > p_z(lifted) > 0.0
+    # five interviews: the top is at most sqrt(n - 1) standard deviations out
+    assert p_z([0.9, 0.0, 0.0, 0.0, 0.0]) == pytest.approx(2.0)
+    assert p_z([0.4]) == 0.0 and p_z([0.1, 0.1, 0.1]) == 0.0
+
+
 def test_abstention_bar_keeps_false_abstention_within_the_budget() -> None:
     """The fitted bar: the most abstention with at most 5% of answerable questions turned away,
     strictly between probabilities (never on a training point)."""
@@ -546,7 +564,8 @@ def test_the_shipped_model_is_what_calibration_fits(
     ``mlqi-rag calibrate`` makes it: a feature change shipped without a refit would weigh
     inputs the weights were not fitted on. The refit also reports the question-level model out
     of fold: it abstains on 0.54 of the 35 unanswerable dev questions the absent-name rule
-    leaves to it, within the 5% false-abstention budget (0.61 of the first 28)."""
+    leaves to it, within the 5% false-abstention budget: 0.74 of 35 with how far the strongest
+    interview stands out (``p_z``) and the unsaid phrases, 0.54 without them."""
     from mlqi_rag.evaluation import load_questions
     from mlqi_rag.fitting import pairs_for
 
@@ -572,4 +591,4 @@ def test_the_shipped_model_is_what_calibration_fits(
     assert model.t_discusses == pytest.approx(shipped.t_discusses, abs=1e-3)
     assert model.t_abstain == pytest.approx(shipped.t_abstain, abs=1e-3)
     oof = model.report["abstain_oof"]
-    assert oof["false_abstention"] <= 0.05 and oof["abstention"] >= 0.5, oof
+    assert oof["false_abstention"] <= 0.05 and oof["abstention"] >= 0.7, oof

@@ -53,9 +53,26 @@ def test_phrases_whose_words_are_never_used_together(terms: CorpusTerms) -> None
     assert CorpusTerms.phrases(q) == (("differenti", "privaci"),)
     assert terms.absent_words(q) == ()  # both words occur, apart
     assert {f["phrase_apart"] for f in terms.phrase_features(q, ivs).values()} == {1.0}
+    assert {f["phrase_unsaid"] for f in terms.phrase_features(q, ivs).values()} == {1.0}
     imbalance = terms.phrase_features("Who discusses class imbalance?", ivs)
     assert imbalance["21"]["phrase_hit"] == 1.0  # "uh, class imbalance"
     assert imbalance["21"]["phrase_apart"] == 0.0
+    assert imbalance["21"]["phrase_unsaid"] == 0.0
+
+
+def test_phrases_whose_words_meet_but_are_never_said_as_the_phrase(terms: CorpusTerms) -> None:
+    """"feature" and "flags" share a passage somewhere, so the phrase is not apart, but no
+    interviewee says "feature flags"; "missing values" is said."""
+    ivs = list(terms.interviews)
+    flags = terms.phrase_features("Who uses feature flags?", ivs)
+    assert {(f["phrase_apart"], f["phrase_unsaid"]) for f in flags.values()} == {(0.0, 1.0)}
+    assert not any(f["phrase_hit"] for f in flags.values())
+    assert any(f["phrase_near"] for f in flags.values())
+    coverage = terms.phrase_features("How do interviewees measure test coverage?", ivs)
+    assert {f["phrase_unsaid"] for f in coverage.values()} == {1.0}  # of two phrases, neither
+    missing = terms.phrase_features("How do teams handle missing values in sensor streams?", ivs)
+    # "missing values" is said, "sensor streams" is not
+    assert {f["phrase_unsaid"] for f in missing.values()} == {0.5}
 
 
 def test_the_question_level_model_ships_fitted() -> None:
