@@ -93,6 +93,8 @@ def render_extractive(scan: Scan, groups: list[Group]) -> str:
             kind = "code" if g.source == "codes" else "theme"
             lines.append(f"{kind} {g.label} ({n} interview{'s' if n != 1 else ''}):")
         lines += _bullets(g.quotes)
+    if scan.absent_names:  # "TensorFlow, Keras or PyTorch": answered for the others
+        lines += ["", f"No interview mentions {' or '.join(scan.absent_names)}."]
     if scan.absent_words:
         lines += [
             "",
@@ -214,7 +216,8 @@ class BaseEngine:
         )
         if not quotes:
             closest = closest_quotes(index, scan)
-            text = with_warnings(render_abstention(closest, scan.absent_names), result.warnings)
+            absent = scan.absent_names if scan.ruled_out_by_name else ()
+            text = with_warnings(render_abstention(closest, absent), result.warnings)
             yield text
             yield Answer(
                 question=result.question,

@@ -23,6 +23,7 @@ from .calibration import (
     MAX_FALSE_ABSTENTION,
     T_ABSTAIN,
     ScanModel,
+    answered_by_name,
     lists_by_count,
     question_features,
 )
@@ -236,7 +237,8 @@ def _fit_abstain(
         cross_val_score,
     )
 
-    rows = [r for r in _by_question(dev).values() if open_[r[0]]]
+    # Questions a rule decides (an absent name; a name interviewees say) are not its to learn.
+    rows = [r for r in _by_question(dev).values() if open_[r[0]] and not answered_by_name(x[r])]
     q = np.array([question_features(x[r], oof[r]) for r in rows])
     out_of_scope = np.array([not any(dev[i].label >= 2 for i in r) for r in rows])
     if out_of_scope.sum() < 2 or (~out_of_scope).sum() < 2:
@@ -311,7 +313,7 @@ def pairs_for(
         result = pipeline.retriever.retrieve(q.question, filters=Filters())
         assert result.query_vector is not None
         scan = pipeline.scanner.scan(result, result.query_vector)
-        absent[(corpus, q.id)] = bool(scan.absent_names)
+        absent[(corpus, q.id)] = scan.ruled_out_by_name
         gold, touching = set(q.gold_interviews), set(q.gold_touching)
         for e in scan.interviews:
             label = 2 if e.interview_id in gold else 1 if e.interview_id in touching else 0
@@ -348,7 +350,8 @@ def decisions(
         chosen = model.discussing(qx, np.array([pr for _, pr in rows]))
         pred = {p.interview_id for (p, _), c in zip(rows, chosen, strict=True) if c}
         p_out = model.p_out_of_scope(question_features(qx, np.array([pr for _, pr in rows])))
-        if (absent and absent.get(key)) or model.abstains(p_out):
+        by_name = bool(model.name_listed(qx).any())
+        if (absent and absent.get(key)) or (not by_name and model.abstains(p_out)):
             pred = set()
         answerable = rows[0][0].answerable and bool(gold)
         if not answerable:

@@ -73,6 +73,7 @@ class Scan:
     question: str
     interviews: tuple[InterviewEvidence, ...]  # every searched interview, strongest first
     absent_names: tuple[str, ...] = ()  # named things no transcript mentions
+    ruled_out_by_name: bool = False  # ... and no other distinctive name it has is said
     absent_words: tuple[str, ...] = ()  # plain question words no transcript uses
     other_language: tuple[str, ...] = ()  # searched interviews not in English
     model: str = ""
@@ -81,14 +82,18 @@ class Scan:
     t_out_of_scope: float = 0.5  # the model's fitted bar (``ScanModel.t_abstain``)
     # "Which interviewees…": the range the true count likely lies in (``COUNT_LEVEL``)
     count_range: tuple[int, int] | None = None
+    # a "which interviewees mention X?" question that interviewees saying X answer
+    answered_by_name: bool = False
 
     @property
     def out_of_scope(self) -> bool:
-        """Answer "not in the interviews": a named thing no transcript mentions, or a question
-        the fitted question-level model places outside the corpus. Interviews that say a name
-        the question has do not overrule it: "mixed precision training to reduce GPU memory"
-        is not in the interviews although four say "GPU"."""
-        return bool(self.absent_names) or self.p_out_of_scope >= self.t_out_of_scope
+        """Answer "not in the interviews": named things no transcript mentions
+        (``CorpusTerms.ruled_out_by_name``), or a question the fitted question-level model
+        places outside the corpus, unless it asks which interviewees mention a name some of
+        them say (``calibration.answered_by_name``)."""
+        if self.ruled_out_by_name:
+            return True
+        return not self.answered_by_name and self.p_out_of_scope >= self.t_out_of_scope
 
     @property
     def discussing(self) -> tuple[InterviewEvidence, ...]:
@@ -150,7 +155,13 @@ class Scanner:
         index = self.index
         q = result.question
         if query_vector is None or result.allowed is None:  # the filters leave nothing
-            return Scan(q, (), self.absent_names(q), model=self.model.digest)
+            return Scan(
+                q,
+                (),
+                self.absent_names(q),
+                ruled_out_by_name=self.terms.ruled_out_by_name(q),
+                model=self.model.digest,
+            )
         allowed = result.allowed & self._participant
         searched = [iv for iv in index.interviews if iv in set(result.searched)]
         other = tuple(iv for iv in searched if index.interviews[iv].language != "en")
@@ -185,12 +196,14 @@ class Scanner:
             question=q,
             interviews=tuple(evidence),
             absent_names=self.absent_names(q),
+            ruled_out_by_name=self.terms.ruled_out_by_name(q),
             absent_words=self.absent_words(q),
             other_language=other,
             model=self.model.digest,
             p_out_of_scope=p_out,
             t_out_of_scope=self.model.t_abstain,
             count_range=self.model.count_range(x, p_d, chosen, listed) if len(names) else None,
+            answered_by_name=bool(listed.any()),
         )
 
     def _french_vector(self, question: str) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from .calibration import NAME_SHARE
 from .index import Index
 from .retrieval import FRAMING_WORDS
 from .stores import keyword_tokens, stemmer
@@ -205,6 +206,24 @@ class CorpusTerms:
         multi-word name counts as absent when the phrase is, even if its words occur apart
         ("great", "expectations")."""
         return tuple(n for n in self.names(question) if not self.corpus.mentions(n))
+
+    def ruled_out_by_name(self, question: str) -> bool:
+        """Whether the question is about named things no transcript mentions: some name is
+        absent and every other distinctive name is too. A name most interviewees say ("ML")
+        picks nothing out, so it does not keep the question open; one that some say does:
+        "TensorFlow, Keras or PyTorch" asks about any of them, and "Microsoft Azure" is
+        answered by whoever says "Azure Machine Learning". On the dev questions this answers
+        three coverage questions the any-absent rule turned away (Azure, Spark, deep-learning
+        frameworks) and leaves one unanswerable question to the question-level model
+        (Pachyderm or lakeFS "rather than with DVC")."""
+        absent = set(self.absent_names(question))
+        if not absent:
+            return False
+        most = NAME_SHARE * max(1, len(self.interviews))
+        return all(
+            name in absent or sum(t.mentions(name) for t in self.interviews.values()) > most
+            for name in self.names(question)
+        )
 
     def absent_words(self, question: str) -> tuple[str, ...]:
         """Ordinary lower-case question words no transcript uses (not one-letter typos).

@@ -191,6 +191,34 @@ def test_how_far_the_strongest_interview_stands_out() -> None:
     assert p_z([0.4]) == 0.0 and p_z([0.1, 0.1, 0.1]) == 0.0
 
 
+def test_a_which_question_about_a_name_interviewees_say_is_not_turned_away() -> None:
+    """ "Which participants mention LightGBM?" is answered by the interviews that say it,
+    whatever the question-level model makes of it; a "how" question, or a name most
+    interviews say, gets no such pass; a named tool no transcript mentions is still out."""
+    from mlqi_rag.calibration import answered_by_name
+    from mlqi_rag.scan import Scan
+
+    f = {name: i for i, name in enumerate(FEATURES)}
+    x = np.zeros((10, len(FEATURES)))
+    x[:, f["asks_which"]] = 1.0
+    x[[7, 9], f["name_hit"]] = 1.0
+    assert answered_by_name(x)
+    how = x.copy()
+    how[:, f["asks_which"]] = 0.0
+    common = x.copy()
+    common[:6, f["name_hit"]] = 1.0
+    assert not answered_by_name(how) and not answered_by_name(common)
+    sure = Scan("q", (), p_out_of_scope=0.99, t_out_of_scope=0.7)
+    assert sure.out_of_scope
+    assert not Scan(
+        "q", (), p_out_of_scope=0.99, t_out_of_scope=0.7, answered_by_name=True
+    ).out_of_scope
+    ruled = Scan("q", (), ("Snorkel",), ruled_out_by_name=True, answered_by_name=True)
+    assert ruled.out_of_scope
+    # a name some interview does not say, beside others they do, keeps the question open
+    assert not Scan("q", (), ("Keras",), p_out_of_scope=0.1, t_out_of_scope=0.7).out_of_scope
+
+
 def test_abstention_bar_keeps_false_abstention_within_the_budget() -> None:
     """The fitted bar: the most abstention with at most 5% of answerable questions turned away,
     strictly between probabilities (never on a training point)."""

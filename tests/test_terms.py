@@ -61,7 +61,7 @@ def test_phrases_whose_words_are_never_used_together(terms: CorpusTerms) -> None
 
 
 def test_phrases_whose_words_meet_but_are_never_said_as_the_phrase(terms: CorpusTerms) -> None:
-    """"feature" and "flags" share a passage somewhere, so the phrase is not apart, but no
+    """ "feature" and "flags" share a passage somewhere, so the phrase is not apart, but no
     interviewee says "feature flags"; "missing values" is said."""
     ivs = list(terms.interviews)
     flags = terms.phrase_features("Who uses feature flags?", ivs)
@@ -73,6 +73,31 @@ def test_phrases_whose_words_meet_but_are_never_said_as_the_phrase(terms: Corpus
     missing = terms.phrase_features("How do teams handle missing values in sensor streams?", ivs)
     # "missing values" is said, "sensor streams" is not
     assert {f["phrase_unsaid"] for f in missing.values()} == {0.5}
+
+
+def test_a_question_is_ruled_out_by_name_only_when_every_distinctive_name_is_absent(
+    terms: CorpusTerms, mlsss_pipeline
+) -> None:  # type: ignore[no-untyped-def]
+    """Nobody says "Keras", but TensorFlow and PyTorch are said: the question is answered for
+    them, and says Keras is not mentioned. "ML", which most interviewees say, keeps nothing
+    open: Prefect and Dagster are both absent."""
+    frameworks = (
+        "Which interviewees mention deep-learning frameworks such as TensorFlow, Keras or PyTorch?"
+    )
+    assert terms.absent_names(frameworks) == ("Keras",)
+    assert not terms.ruled_out_by_name(frameworks)
+    orchestrators = (
+        "Do any of the interviewees orchestrate their ML pipelines with Prefect or Dagster?"
+    )
+    assert terms.names(orchestrators) == ("ML", "Prefect", "Dagster")
+    assert terms.ruled_out_by_name(orchestrators)
+    assert terms.ruled_out_by_name("How do the interviewees use Snorkel for weak supervision?")
+    assert not terms.ruled_out_by_name("How do teams handle missing values?")
+    answer = mlsss_pipeline.engine("extractive").answer(frameworks)
+    assert not answer.abstained and answer.citations
+    assert "No interview mentions Keras." in answer.text
+    away = mlsss_pipeline.engine("extractive").answer(orchestrators)
+    assert away.abstained and away.text.startswith("No interview mentions Prefect or Dagster.")
 
 
 def test_the_question_level_model_ships_fitted() -> None:
