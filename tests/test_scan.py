@@ -591,9 +591,9 @@ def test_the_shipped_model_is_what_calibration_fits(
     """``scan_model.json`` must be the fit of today's features on today's questions, as
     ``mlqi-rag calibrate`` makes it: a feature change shipped without a refit would weigh
     inputs the weights were not fitted on. The refit also reports the question-level model out
-    of fold: it abstains on 0.54 of the 35 unanswerable dev questions the absent-name rule
-    leaves to it, within the 5% false-abstention budget: 0.74 of 35 with how far the strongest
-    interview stands out (``p_z``) and the unsaid phrases, 0.54 without them."""
+    of fold, within the 5% false-abstention budget: it abstains on 0.88 of the 34 unanswerable
+    dev questions the two name rules leave to it, with how far the strongest interview stands
+    out (``p_z``) and the unsaid phrases; 0.54 of 35 without them and the name-said rule."""
     from mlqi_rag.evaluation import load_questions
     from mlqi_rag.fitting import pairs_for
 
@@ -619,4 +619,4 @@ def test_the_shipped_model_is_what_calibration_fits(
     assert model.t_discusses == pytest.approx(shipped.t_discusses, abs=1e-3)
     assert model.t_abstain == pytest.approx(shipped.t_abstain, abs=1e-3)
     oof = model.report["abstain_oof"]
-    assert oof["false_abstention"] <= 0.05 and oof["abstention"] >= 0.7, oof
+    assert oof["false_abstention"] <= 0.05 and oof["abstention"] >= 0.8, oof
