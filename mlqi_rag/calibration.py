@@ -162,8 +162,8 @@ def answered_by_name(x: np.ndarray) -> bool:
     question over the corpus about a distinctive name some interviewees say ("Which
     participants mention LightGBM?"). Those interviews are its answer (``name_sayers``), so the
     question-level model does not turn it away, and is not fitted on it. Repeated 5-fold CV
-    on the dev questions (36 transcripts): false abstention 0.072 → 0.059 for abstention
-    0.878 → 0.869; the one unanswerable question it answers asks about mixed precision
+    on the dev questions (36 transcripts): false abstention 0.072 → 0.064 at the same
+    abstention, 0.878; the one unanswerable dev question it answers asks about mixed precision
     training "to reduce GPU memory", which four interviews mention."""
     return lists_by_count(x) and bool(name_sayers(x).any())
 

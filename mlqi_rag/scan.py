@@ -31,14 +31,12 @@ from .feedback import Feedback
 from .index import Index
 from .language import french_keywords
 from .retrieval import (
-    FRAMING_WORDS,
     RetrievalResult,
     asks_for_interviews,
     codes_named,
     interviews_named,
     topic_of,
 )
-from .stores import keyword_tokens
 from .terms import CorpusTerms, says
 
 Verdict = Literal["discusses", "touches", "silent"]
@@ -258,7 +256,7 @@ class Scanner:
         prf_kw = self._feedback.lexical(question, fb_rows, allowed)
         best_prf = float(prf_sim.max()) if len(prf_sim) else 0.0
         best_prf_kw = float(prf_kw.max()) if len(prf_kw) else 0.0
-        coverage, absent_share = self._term_coverage(question, allowed)
+        coverage, absent_share = self.terms.coverage(question, allowed)
         # "Which interviewees…" asks for every interview, not the best one: a fitted offset.
         asks_which = 1.0 if asks_for_interviews(question) else 0.0
         named = self.terms.name_features(question, searched)
@@ -387,50 +385,6 @@ class Scanner:
     @cached_property
     def _feedback(self) -> Feedback:
         return Feedback(self.index, self._chunk_interview)
-
-    def _term_coverage(
-        self, question: str, allowed: np.ndarray
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]:
-        """IDF-weighted share of the question's distinctive terms in each chunk, and anywhere in
-        each interview; the share of its two rarest terms (the topic: "COVID", "outliers") each
-        interview uses; and the share that occurs nowhere. A term no transcript has still
-        counts in the denominator: a question about something absent covers less of itself."""
-        index = self.index
-        n = len(index.chunks)
-        ignore = {t for w in FRAMING_WORDS for t in keyword_tokens([w])[0]}
-        terms = [t for t in dict.fromkeys(keyword_tokens([question])[0]) if t not in ignore]
-        chunk_cov = np.zeros(n)
-        iv_cov = np.zeros(len(index.interviews))
-        key = np.zeros(len(index.interviews))
-        key_count = np.zeros(len(index.interviews))
-        if not terms:
-            return (chunk_cov, iv_cov, key, key_count), 0.0
-        vocab = index.bm25.vocab_dict
-        total = missing = 0.0
-        n_iv = len(index.interviews)
-        found: list[tuple[float, np.ndarray, np.ndarray]] = []
-        for t in terms:
-            present = (
-                (np.asarray(index.bm25.get_scores([t])) > 0) & allowed
-                if t in vocab
-                else np.zeros(n, bool)
-            )
-            df = int(present.sum())
-            idf = math.log((n + 1) / (df + 1)) + 1.0
-            total += idf
-            missing += idf if df == 0 else 0.0
-            chunk_cov += idf * present
-            hit = np.zeros(n_iv, bool)
-            hit[self._chunk_interview[present]] = True
-            iv_cov += idf * hit
-            if df:
-                counts = np.bincount(self._chunk_interview[present], minlength=n_iv)
-                found.append((idf, hit, counts))
-        rarest = sorted(found, key=lambda f: -f[0])[:2]
-        for _, hit, counts in rarest:
-            key += hit / len(rarest)
-            key_count += np.log1p(counts) / len(rarest)
-        return (chunk_cov / total, iv_cov / total, key, key_count), missing / total
 
 
 def _standard(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""What a question names, and which interviews use those words: names, phrases, absent words.
+"""What a question names, and which interviews use its words: names, phrases, coverage.
 
 Dense similarity cannot tell "LightGBM" from "XGBoost", nor "differential privacy" from
 "privacy": both sit close to passages about something else. Whether an interview *says* the
@@ -11,6 +11,8 @@ thing the question names is a lexical fact, so the scan gets it as features from
 * **phrases** — adjacent content words of the question ("class imbalance", "differential
   privacy"), stemmed, looked up as adjacent words of each interview's participant speech.
   A phrase no interview uses is strong evidence the question is about something else.
+* **coverage** — the IDF-weighted share of the question's distinctive terms that each passage
+  and each interview uses, and of its two rarest terms (its topic).
 
 The weights of these features are fitted with the rest (``calibration``), never set here.
 """
@@ -23,6 +25,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+
+import numpy as np
 
 from .calibration import NAME_SHARE
 from .index import Index
@@ -327,3 +331,54 @@ class CorpusTerms:
             }
             for iv in searched
         }
+
+    # ---- coverage ----------------------------------------------------------------------------
+
+    @cached_property
+    def _chunk_interview(self) -> np.ndarray:
+        ids = {iv: i for i, iv in enumerate(self.index.interviews)}
+        return np.array([ids[c.interview_id] for c in self.index.chunks], dtype=np.int32)
+
+    def coverage(
+        self, question: str, allowed: np.ndarray
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]:
+        """IDF-weighted share of the question's distinctive terms in each chunk, and anywhere in
+        each interview; the share of its two rarest terms (the topic: "COVID", "outliers") each
+        interview uses; and the share that occurs nowhere. A term no transcript has still
+        counts in the denominator: a question about something absent covers less of itself."""
+        index = self.index
+        n = len(index.chunks)
+        ignore = {t for w in FRAMING_WORDS for t in keyword_tokens([w])[0]}
+        terms = [t for t in dict.fromkeys(keyword_tokens([question])[0]) if t not in ignore]
+        chunk_cov = np.zeros(n)
+        iv_cov = np.zeros(len(index.interviews))
+        key = np.zeros(len(index.interviews))
+        key_count = np.zeros(len(index.interviews))
+        if not terms:
+            return (chunk_cov, iv_cov, key, key_count), 0.0
+        vocab = index.bm25.vocab_dict
+        total = missing = 0.0
+        n_iv = len(index.interviews)
+        found: list[tuple[float, np.ndarray, np.ndarray]] = []
+        for t in terms:
+            present = (
+                (np.asarray(index.bm25.get_scores([t])) > 0) & allowed
+                if t in vocab
+                else np.zeros(n, bool)
+            )
+            df = int(present.sum())
+            idf = math.log((n + 1) / (df + 1)) + 1.0
+            total += idf
+            missing += idf if df == 0 else 0.0
+            chunk_cov += idf * present
+            hit = np.zeros(n_iv, bool)
+            hit[self._chunk_interview[present]] = True
+            iv_cov += idf * hit
+            if df:
+                counts = np.bincount(self._chunk_interview[present], minlength=n_iv)
+                found.append((idf, hit, counts))
+        rarest = sorted(found, key=lambda f: -f[0])[:2]
+        for _, hit, counts in rarest:
+            key += hit / len(rarest)
+            key_count += np.log1p(counts) / len(rarest)
+        return (chunk_cov / total, iv_cov / total, key, key_count), missing / total
