@@ -125,11 +125,6 @@ class Scanner:
     # ---- what the index gives once ---------------------------------------------------------
 
     @cached_property
-    def _chunk_interview(self) -> np.ndarray:
-        ids = {iv: i for i, iv in enumerate(self.index.interviews)}
-        return np.array([ids[c.interview_id] for c in self.index.chunks], dtype=np.int32)
-
-    @cached_property
     def _codes(self) -> tuple[str, ...]:
         return tuple(self.index.code_counts())
 
@@ -152,14 +147,10 @@ class Scanner:
     def scan(self, result: RetrievalResult, query_vector: np.ndarray | None) -> Scan:
         index = self.index
         q = result.question
+        absent = self.absent_names(q)
+        ruled = self.terms.ruled_out_by_name(q, absent)
         if query_vector is None or result.allowed is None:  # the filters leave nothing
-            return Scan(
-                q,
-                (),
-                self.absent_names(q),
-                ruled_out_by_name=self.terms.ruled_out_by_name(q),
-                model=self.model.digest,
-            )
+            return Scan(q, (), absent, ruled_out_by_name=ruled, model=self.model.digest)
         allowed = result.allowed & self._participant
         searched = [iv for iv in index.interviews if iv in set(result.searched)]
         other = tuple(iv for iv in searched if index.interviews[iv].language != "en")
@@ -193,8 +184,8 @@ class Scanner:
         return Scan(
             question=q,
             interviews=tuple(evidence),
-            absent_names=self.absent_names(q),
-            ruled_out_by_name=self.terms.ruled_out_by_name(q),
+            absent_names=absent,
+            ruled_out_by_name=ruled,
             absent_words=self.absent_words(q),
             other_language=other,
             model=self.model.digest,
@@ -265,7 +256,7 @@ class Scanner:
         asked_about = set(interviews_named(question, tuple(index.interviews)))
         phrased = self.terms.phrase_features(question, searched)
 
-        chunk_iv = self._chunk_interview
+        chunk_iv = self.terms.chunk_interview
         span_iv = chunk_iv[spans.chunk] if len(spans) else np.zeros(0, np.int32)
         iv_pos = {iv: i for i, iv in enumerate(index.interviews)}
         best_span = float(span_sim.max()) if len(span_sim) else 0.0
@@ -384,7 +375,7 @@ class Scanner:
 
     @cached_property
     def _feedback(self) -> Feedback:
-        return Feedback(self.index, self._chunk_interview)
+        return Feedback(self.index, self.terms.chunk_interview)
 
 
 def _standard(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

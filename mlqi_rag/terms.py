@@ -211,7 +211,7 @@ class CorpusTerms:
         ("great", "expectations")."""
         return tuple(n for n in self.names(question) if not self.corpus.mentions(n))
 
-    def ruled_out_by_name(self, question: str) -> bool:
+    def ruled_out_by_name(self, question: str, absent: Sequence[str] | None = None) -> bool:
         """Whether the question is about named things no transcript mentions: some name is
         absent and every other distinctive name is too. A name most interviewees say ("ML")
         picks nothing out, so it does not keep the question open; one that some say does:
@@ -219,13 +219,14 @@ class CorpusTerms:
         answered by whoever says "Azure Machine Learning". On the dev questions this answers
         three coverage questions the any-absent rule turned away (Azure, Spark, deep-learning
         frameworks) and leaves one unanswerable question to the question-level model
-        (Pachyderm or lakeFS "rather than with DVC")."""
-        absent = set(self.absent_names(question))
-        if not absent:
+        (Pachyderm or lakeFS "rather than with DVC"). ``absent``: ``absent_names(question)``,
+        when the caller has it already."""
+        gone = set(self.absent_names(question) if absent is None else absent)
+        if not gone:
             return False
         most = NAME_SHARE * max(1, len(self.interviews))
         return all(
-            name in absent or sum(t.mentions(name) for t in self.interviews.values()) > most
+            name in gone or sum(t.mentions(name) for t in self.interviews.values()) > most
             for name in self.names(question)
         )
 
@@ -335,7 +336,9 @@ class CorpusTerms:
     # ---- coverage ----------------------------------------------------------------------------
 
     @cached_property
-    def _chunk_interview(self) -> np.ndarray:
+    def chunk_interview(self) -> np.ndarray:
+        """The interview position (in ``index.interviews``) of every chunk: the scan's and the
+        feedback's map from passages to interviews, built once per loaded index."""
         ids = {iv: i for i, iv in enumerate(self.index.interviews)}
         return np.array([ids[c.interview_id] for c in self.index.chunks], dtype=np.int32)
 
@@ -372,10 +375,10 @@ class CorpusTerms:
             missing += idf if df == 0 else 0.0
             chunk_cov += idf * present
             hit = np.zeros(n_iv, bool)
-            hit[self._chunk_interview[present]] = True
+            hit[self.chunk_interview[present]] = True
             iv_cov += idf * hit
             if df:
-                counts = np.bincount(self._chunk_interview[present], minlength=n_iv)
+                counts = np.bincount(self.chunk_interview[present], minlength=n_iv)
                 found.append((idf, hit, counts))
         rarest = sorted(found, key=lambda f: -f[0])[:2]
         for _, hit, counts in rarest:

@@ -371,7 +371,7 @@ def test_feedback_takes_few_spans_per_interview_and_expands_the_words(
     span_sim = np.where(span_ok, index.spans.vectors @ result.query_vector, -1.0)
     sims, rows = scanner._feedback.dense(span_sim, span_ok, result.query_vector)
     assert len(rows) == PRF_SPANS
-    per = np.bincount([int(scanner._chunk_interview[index.spans.chunk[r]]) for r in rows])
+    per = np.bincount([int(scanner.terms.chunk_interview[index.spans.chunk[r]]) for r in rows])
     assert per.max() <= PRF_PER_INTERVIEW
     assert (sims[~span_ok] == -1).all() and (sims[span_ok] > -1).all()
     scores = scanner._feedback.lexical(MISSING, rows, allowed)
