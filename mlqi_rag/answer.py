@@ -238,7 +238,7 @@ class BaseEngine:
                 passages=result.hits,
             )
             return
-        groups = group_quotes(index, quotes, result.matched_codes)
+        groups = group_quotes(index, quotes, result.matched_codes, result.question)
         draft = Draft(result, scan, tuple(quotes), groups, meta, t0, index)
         yield from self.write(draft)
 

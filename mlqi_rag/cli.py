@@ -416,10 +416,11 @@ from .cli_coders import agreement  # noqa: E402 - registered last: it imports th
 cli.add_command(agreement)
 
 
-from .cli_eval import calibrate, eval_cmd  # noqa: E402
+from .cli_eval import calibrate, eval_cmd, fit_grouping  # noqa: E402
 
 cli.add_command(eval_cmd)
 cli.add_command(calibrate)
+cli.add_command(fit_grouping)
 
 
 from .cli_suggest import suggest  # noqa: E402

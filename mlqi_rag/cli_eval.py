@@ -202,3 +202,87 @@ def calibrate(
             f"{f}={w:+.2f}" for f, w in zip(model.features, model.coef_discusses, strict=True)
         )
     )
+
+
+@click.command(name="fit-grouping")
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Coded transcripts (default: the study's Delve prints, ../shared/corpus/delve-pdf).",
+)
+@click.option(
+    "--index-dir",
+    type=click.Path(path_type=Path),
+    default=Path("index/calibration/delve-pdf"),
+    show_default=True,
+    help="Where that corpus's index is built.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors
+def fit_grouping(corpus: Path | None, index_dir: Path, as_json: bool) -> None:
+    """Fit how an answer's quotes are clustered into practices, on the researchers' codes:
+    each code family scored held out (adjusted Rand index), beside the setting used before."""
+    from . import grouping
+    from .build import build_index
+    from .index import Index
+
+    if corpus is None:
+        corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "delve-pdf"
+        if not corpus.is_dir():
+            _fail(f"{corpus}: no coded corpus here; pass --corpus")
+            sys.exit(1)
+    s = _settings(corpus=corpus, index_dir=index_dir)
+    build_index(s)
+    index = Index.load(s)
+    fams = grouping.families(index)
+    if not fams:
+        _fail(f"{corpus}: {grouping.NO_FAMILIES}")
+        sys.exit(1)
+    report = grouping.fit(index, fams)
+    if as_json:
+        _emit_json(report)
+    else:
+        rows = [
+            [
+                r["family"],
+                ", ".join(f"{c} ({n})" for c, n in r["codes"].items()),
+                str(r["samples"]),
+                "{turn_weight:g} {linkage} {distance:g}".format(**r["setting"]),
+                f"{r['ari_fitted']:.3f}",
+                f"{r['ari_baseline']:.3f}",
+            ]
+            for r in report["families"]
+        ]
+        held = report["held_out"]
+        rows.append(
+            ["mean", "", "", "", f"{held['ari_fitted']:.3f}", f"{held['ari_baseline']:.3f}"]
+        )
+        _print_tables(
+            [
+                (
+                    "Quote clusters against the researchers' codes (adjusted Rand index, each "
+                    "family held out)",
+                    [
+                        "family",
+                        "codes (paragraphs)",
+                        "samples",
+                        "fitted on the others",
+                        "fitted",
+                        "baseline",
+                    ],
+                    rows,
+                )
+            ]
+        )
+        click.echo(
+            "fitted on all families: {turn_weight:g} {linkage} {distance:g}".format(
+                **report["fitted"]
+            )
+        )
+    if report["fitted"] != report["shipped"]:
+        _fail(
+            "the fitted setting differs from grouping.SHIPPED "
+            f"({report['shipped']}): update it to {report['fitted']}"
+        )
+        sys.exit(1)

@@ -8,13 +8,11 @@ passages carry them, otherwise by clustering the quotes' vectors.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
+from . import grouping
 from .errors import SourceChangedError
 from .index import Index
 from .quotes import citation
@@ -22,14 +20,7 @@ from .scan import InterviewEvidence, Scan
 from .types import Citation
 
 SECOND_QUOTE_MARGIN = 0.08  # a second quote from one interview only if nearly as strong
-CLUSTER_DISTANCE = 0.55  # cosine distance under which two quotes describe the same practice
 MIN_GROUPING = 3  # fewer quoting interviews than this are listed, not grouped
-_STOP = frozenset(
-    "the a an and or but so we i you it they that this to of in on for with was were is are be "
-    "have has had do did just like uh um yeah really very more some all our can not what when "
-    "there their them then than which because about would could also if as at by from its it's "
-    "we're i'm don't that's one get got lot kind know think mean".split()
-)
 
 
 @dataclass(frozen=True)
@@ -96,9 +87,12 @@ def closest_quotes(index: Index, scan: Scan, n: int = 3) -> list[Citation]:
     return out
 
 
-def group_quotes(index: Index, quotes: Sequence[Quote], named_codes: Sequence[str]) -> list[Group]:
+def group_quotes(
+    index: Index, quotes: Sequence[Quote], named_codes: Sequence[str], question: str = ""
+) -> list[Group]:
     """Group quotes into practices: by code when every quote carries a code the question did
-    not name (a code tells what a passage says), else by clustering their span vectors."""
+    not name (a code tells what a passage says), else by clustering them as fitted on the
+    researchers' codes (``grouping``), each cluster named by its distinctive words."""
     interviews = {q.citation.interview_id for q in quotes}
     if len(interviews) < MIN_GROUPING:
         return [Group("", "all", tuple(quotes))]
@@ -111,22 +105,20 @@ def group_quotes(index: Index, quotes: Sequence[Quote], named_codes: Sequence[st
             key = max(codes, key=lambda c: (counts[c], c))
             by_code.setdefault(key, []).append(q)
         return _ordered([Group(k, "codes", tuple(v)) for k, v in by_code.items()])
-    from sklearn.cluster import AgglomerativeClustering
-
-    vectors = index.spans.vectors[[q.row for q in quotes]]
-    labels = AgglomerativeClustering(
-        n_clusters=None,
-        metric="cosine",
-        linkage="average",
-        distance_threshold=CLUSTER_DISTANCE,
-    ).fit_predict(vectors)
+    setting = grouping.SHIPPED
+    rows = [q.row for q in quotes]
+    labels = grouping.cluster(grouping.quote_vectors(index, rows, setting.turn_weight), setting)
     clusters: dict[int, list[Quote]] = {}
     for q, lab in zip(quotes, labels, strict=True):
         clusters.setdefault(int(lab), []).append(q)
     if len(clusters) == 1:
         return [Group("", "all", tuple(quotes))]
-    texts = {k: " ".join(q.citation.quote for q in v) for k, v in clusters.items()}
-    return _ordered([Group(_label(texts, k), "cluster", tuple(v)) for k, v in clusters.items()])
+    names = grouping.label_clusters(
+        {k: [q.citation.quote for q in v] for k, v in clusters.items()},
+        question,
+        grouping.corpus_rarity(index),
+    )
+    return _ordered([Group(names[k], "cluster", tuple(v)) for k, v in clusters.items()])
 
 
 def _ordered(groups: list[Group]) -> list[Group]:
@@ -137,16 +129,3 @@ def _ordered(groups: list[Group]) -> list[Group]:
             -max(q.score for q in g.quotes),
         ),
     )
-
-
-def _words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z][a-z'-]{2,}", text.lower()) if w not in _STOP]
-
-
-def _label(texts: dict[int, str], key: int, n: int = 3) -> str:
-    """A cluster's most distinctive words (class-based TF-IDF against the other clusters)."""
-    tf = Counter(_words(texts[key]))
-    df = Counter(w for t in texts.values() for w in set(_words(t)))
-    k = len(texts)
-    scored = sorted(tf, key=lambda w: (-tf[w] * np.log(1 + k / df[w]), w))
-    return " · ".join(scored[:n]) or "other"

@@ -560,7 +560,8 @@ def test_evidence_groups_into_practices(mlsss_pipeline: Pipeline) -> None:
     assert answer.coverage["count"] >= 4
     themes = [ln for ln in answer.text.splitlines() if ln.startswith("theme ")]
     assert len(themes) >= 2, answer.text  # clusters of the evidence, each labelled
-    assert "weather" in themes[0]
+    # ... by how they differ: every group is about weather, so no label says it
+    assert not any("weather" in t for t in themes), themes
 
 
 @pytest.mark.slow
