@@ -22,7 +22,6 @@ sha256 and ``PARSER_VERSION``, because parsing a print takes about 0.3 s per fil
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
@@ -34,10 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_c
-
 from .errors import TranscriptError
+from .pdf_page import Line, Page, codes_in, load_pages, mark_underlines
 from .transcripts import _SPEAKER_NAME, detect_language, role_of
 from .types import Interview, Paragraph, Turn
 
@@ -58,170 +55,19 @@ _MARGIN = 0.06  # header and footer live in the top and bottom 6 % of a page
 
 
 @dataclass
-class _Char:
-    ch: str
-    x0: float
-    x1: float
-    top: float
-    bottom: float
-    base: float
-    size: float
-    bold: bool
-    underlined: bool = False
-
-
-@dataclass
-class _Line:
-    page: int
-    chars: list[_Char]
-    text: str = ""
-    size: float = 0.0  # the commonest character size
-    bold: bool = False
-
-    @property
-    def base(self) -> float:
-        return self.chars[0].base
-
-    @property
-    def top(self) -> float:
-        return min(c.top for c in self.chars)
-
-
-Box = tuple[float, float, float, float]  # x0, top, x1, bottom (top-down page coordinates)
-
-
-@dataclass
-class _Page:
-    height: float
-    lines: list[_Line]
-    pills: list[Box]
-    bars: list[Box]  # thin filled rectangles: underlines of coded text
-
-
-@dataclass
 class _Para:
     speaker: str | None
     text: str = ""
     flags: list[bool] = field(default_factory=list)  # per character: underlined (coded)
     codes: list[str] = field(default_factory=list)
-    last: _Line | None = None
+    last: Line | None = None
 
 
-def _read_page(page: Any, number: int) -> _Page:
-    height = page.get_size()[1]
-    tp = page.get_textpage()
-    font = ctypes.create_string_buffer(256)
-    flags = ctypes.c_int()
-    ox, oy = ctypes.c_double(), ctypes.c_double()
-    box = pdfium_c.FS_RECTF()
-    chars: list[_Char] = []
-    for i in range(pdfium_c.FPDFText_CountChars(tp)):
-        ch = chr(pdfium_c.FPDFText_GetUnicode(tp, i))
-        if pdfium_c.FPDFText_IsGenerated(tp, i) or ch in "\r\n\x00\ufffe":
-            continue  # pdfium's own line breaks and spaces: layout decides those here
-        pdfium_c.FPDFText_GetCharOrigin(tp, i, ox, oy)
-        pdfium_c.FPDFText_GetLooseCharBox(tp, i, box)
-        pdfium_c.FPDFText_GetFontInfo(tp, i, font, 256, flags)
-        chars.append(
-            _Char(
-                ch,
-                box.left,
-                box.right,
-                height - box.top,
-                height - box.bottom,
-                height - oy.value,
-                pdfium_c.FPDFText_GetFontSize(tp, i),
-                b"Bold" in font.value,
-            )
-        )
-    pills: list[Box] = []
-    bars: list[Box] = []
-    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=4):
-        left, bottom, right, top = obj.get_bounds()
-        b = (left, height - top, right, height - bottom)
-        h = b[3] - b[1]
-        if 8 <= h <= 40 and b[2] - b[0] > 5:
-            pills.append(b)
-        elif h < 3 and b[2] - b[0] > 1:
-            bars.append(b)
-    return _Page(height, _group_lines(chars, number), pills, bars)
-
-
-def _group_lines(chars: list[_Char], number: int) -> list[_Line]:
-    """Characters sharing a baseline form a line; spaces come from gaps, not from pdfium."""
-    chars.sort(key=lambda c: (round(c.base), c.x0))
-    lines: list[_Line] = []
-    for c in chars:
-        if lines and abs(lines[-1].chars[-1].base - c.base) < 2:
-            lines[-1].chars.append(c)
-        else:
-            lines.append(_Line(number, [c]))
-    for line in lines:
-        line.chars.sort(key=lambda c: c.x0)
-        out: list[_Char] = []
-        for c in line.chars:
-            if out and c.x0 - out[-1].x1 > 1.5 and " " not in (c.ch, out[-1].ch):
-                out.append(_Char(" ", out[-1].x1, c.x0, c.top, c.bottom, c.base, c.size, c.bold))
-            out.append(c)
-        line.chars = out
-        line.text = "".join(c.ch for c in out)
-        glyphs = [c for c in out if c.ch != " "] or out
-        line.size = Counter(round(c.size, 1) for c in glyphs).most_common(1)[0][0]
-        line.bold = all(c.bold for c in glyphs)
-    return lines
-
-
-def _mark_underlines(page: _Page) -> None:
-    """A bar 0-6 pt below a line's baseline underlines the characters above it."""
-    for x0, top, x1, _ in page.bars:
-        for line in page.lines:
-            if 0 <= top - line.base <= 6:
-                for c in line.chars:
-                    if x0 - 0.5 <= (c.x0 + c.x1) / 2 <= x1 + 0.5:
-                        c.underlined = True
-
-
-def _codes(lines: list[_Line], pills: list[Box]) -> list[str]:
-    """Code names: the small-font characters inside each pill, pills in reading order."""
-    chars = [c for line in lines for c in line.chars]
-    found: list[str] = []
-    for x0, top, x1, bottom in sorted(pills, key=lambda b: (round(b[1]), b[0])):
-        inside = [
-            c
-            for c in chars
-            if x0 <= (c.x0 + c.x1) / 2 <= x1 and top <= (c.top + c.bottom) / 2 <= bottom
-        ]
-        name = " ".join("".join(c.ch for c in inside).split())
-        if name:
-            found.append(name)
-    if not found:  # no pill shapes (another renderer?): wide gaps still separate the names
-        log.warning("code row without pill shapes, split at wide gaps: %r", lines[0].text)
-        for line in lines:
-            glyphs = [c for c in line.chars if c.ch != " "]
-            name = glyphs[0].ch
-            for a, b in zip(glyphs, glyphs[1:], strict=False):
-                gap = b.x0 - a.x1
-                name += b.ch if gap < 1.5 else " " + b.ch if gap < 8 else "\0" + b.ch
-            found += name.split("\0")
-    return found
-
-
-def _load_pages(path: Path, data: bytes) -> list[_Page]:
-    try:
-        doc = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        raise TranscriptError(path, f"not a readable PDF ({exc})") from exc
-    try:
-        return [_read_page(doc[i], i) for i in range(len(doc))]
-    finally:
-        doc.close()
-
-
-def _strip_margins(path: Path, pages: list[_Page]) -> tuple[list[_Line], str]:
+def _strip_margins(path: Path, pages: list[Page]) -> tuple[list[Line], str]:
     """Drop each page's print header and footer; the first page's big title names the copy."""
     if not any(p.lines for p in pages):
         raise TranscriptError(path, "PDF has no text layer (a scan?); print it from Delve again")
-    content: list[_Line] = []
+    content: list[Line] = []
     footers = 0
     title = ""
     sizes: Counter[float] = Counter()
@@ -255,7 +101,7 @@ class _Column:
     pitch: float  # line pitch inside a paragraph
 
 
-def _measure(content: list[_Line]) -> tuple[float, _Column]:
+def _measure(content: list[Line]) -> tuple[float, _Column]:
     """Body font size and the text column, measured on this print (no hard-coded points)."""
     weights: Counter[float] = Counter()
     for ln in content:
@@ -277,7 +123,7 @@ def _measure(content: list[_Line]) -> tuple[float, _Column]:
     return body, col
 
 
-def _paragraphs(path: Path, pages: list[_Page], content: list[_Line]) -> list[_Para]:
+def _paragraphs(path: Path, pages: list[Page], content: list[Line]) -> list[_Para]:
     """Labels, wrapped lines and code rows -> paragraphs with their codes and underlines."""
     body, col = _measure(content)
     paras: list[_Para] = []
@@ -295,7 +141,7 @@ def _paragraphs(path: Path, pages: list[_Page], content: list[_Line]) -> list[_P
                 rows.append(content[i])
             codes: list[str] = []
             for pg in dict.fromkeys(r.page for r in rows):  # a row may wrap onto the next page
-                codes += _codes([r for r in rows if r.page == pg], pages[pg].pills)
+                codes += codes_in([r for r in rows if r.page == pg], pages[pg].pills)
             coded = [p for p in excerpt if any(p.flags)] or excerpt
             if not coded:
                 log.warning("%s: codes %s have no paragraph above them", path, codes)
@@ -322,7 +168,7 @@ def _paragraphs(path: Path, pages: list[_Page], content: list[_Line]) -> list[_P
     return paras
 
 
-def _continues(prev: _Line, line: _Line, col: _Column) -> bool:
+def _continues(prev: Line, line: Line, col: _Column) -> bool:
     """Same paragraph: the next line at one line pitch; over a page break, a line that had to
     wrap (its next word would not have fitted: the browser's own greedy rule), since Delve also
     prints unlabeled paragraphs, and one may start at the top of a page."""
@@ -383,9 +229,9 @@ def _layout(paras: list[_Para]) -> tuple[str, list[dict[str, Any]], list[list[in
 
 
 def _parse_uncached(path: Path, data: bytes) -> dict[str, Any]:
-    pages = _load_pages(path, data)
+    pages = load_pages(path, data)
     for page in pages:
-        _mark_underlines(page)
+        mark_underlines(page)
     content, title = _strip_margins(path, pages)
     if not content:
         raise TranscriptError(path, "Delve print PDF has no transcript text")

@@ -8,10 +8,8 @@ still compete on their text. A cap per interview keeps one long interview from f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -19,13 +17,17 @@ import numpy as np
 from .embedding import Embedder
 from .errors import QuestionError
 from .index import Index
+from .question import (
+    FRAMING_WORDS,
+    asks_for_interviews,
+    codes_named,
+    interviews_named,
+    topic_of,
+    validate_question,
+)
 from .settings import Settings
-from .stores import stemmer
 from .types import Chunk, Hit, Role, Turn, interview_order
 
-MAX_QUESTION_CHARS = 2000
-# Code prefixes and suffixes that say which family a code belongs to, not what it is about.
-_CODE_NOISE = frozenset({"data", "qm", "me", "mm", "mlp", "fix", "issues", "issue"})
 FUSIONS = ("rrf", "score")
 
 
@@ -74,40 +76,6 @@ class Filters:
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-# Words that frame a question about this corpus rather than name its topic.
-FRAMING_WORDS = frozenset(
-    "practitioner practitioners interviewee interviewees participant participants respondent "
-    "respondents people person team teams company companies interview interviews organisation "
-    "organization organisations organizations".split()
-)
-
-
-_WHICH = re.compile(
-    r"^\s*(which|what|how many)\s+(\w+\s+)?(interviewees|participants|interviews|practitioners|"
-    r"respondents|people|teams)\b",
-    re.I,
-)
-
-
-def asks_for_interviews(question: str) -> bool:
-    """ "Which interviewees talk about X?" wants every interview that does, not the best one."""
-    return bool(_WHICH.search(question))
-
-
-_ASKING_VERB = re.compile(r"^(describe|mention|talk about|discuss|say|raise|use|have)\s+", re.I)
-
-
-def topic_of(question: str) -> str:
-    """What a "which interviewees…" question is about, without its framing: "Which
-    participants talk about outliers in their data?" → "outliers in their data". The framing
-    words pull the question's vector towards talk about interviewees; passages answer the topic.
-    Any other question is its own topic."""
-    if not asks_for_interviews(question):
-        return question
-    topic = _ASKING_VERB.sub("", _WHICH.sub("", question).strip(" ,?"))
-    return topic or question
-
-
 @dataclass(frozen=True)
 class RetrievalResult:
     question: str
@@ -123,60 +91,6 @@ class RetrievalResult:
     query_vector: np.ndarray | None = None  # the question's embedding, reused by the scan
     # chunks the filters allow (index positions), reused by the scan
     allowed: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-
-@lru_cache(maxsize=4096)
-def _stem(word: str) -> str:
-    return str(stemmer().stemWord(word.lower()))
-
-
-def _stems(text: str) -> set[str]:
-    return {_stem(w) for w in re.findall(r"[A-Za-z]{2,}", text)}
-
-
-def codes_named(question: str, codes: Sequence[str]) -> tuple[str, ...]:
-    """Codes the question names, literally or by all of their content words."""
-    q_lower = question.lower()
-    q_stems = _stems(question)
-    named = []
-    for code in codes:
-        if code.lower() in q_lower:
-            named.append(code)
-            continue
-        words = {_stem(w) for w in code.split("-") if w.lower() not in _CODE_NOISE and len(w) > 1}
-        if words and words <= q_stems:
-            named.append(code)
-    return tuple(named)
-
-
-_NAMED_INTERVIEW = re.compile(r"\binterviews?\s+(?:#|no\.?\s*)?(\d+)\b", re.I)
-
-
-def interviews_named(question: str, known: Sequence[str]) -> tuple[str, ...]:
-    """Interview ids a question names ("in interview 17, ..."), if they exist in the index.
-
-    A question that names only interviews the index does not hold is refused: answering it from
-    the other interviews would pass their words off as the named one's.
-    """
-    named = tuple(dict.fromkeys(_NAMED_INTERVIEW.findall(question)))
-    found = tuple(m for m in named if m in known)
-    if named and not found:
-        raise QuestionError(
-            f"the question names interview {', '.join(named)}, which is not in the index "
-            f"(it holds {', '.join(sorted(known, key=interview_order))})"
-        )
-    return found
-
-
-def validate_question(question: str) -> str:
-    q = " ".join(question.split())
-    if not q:
-        raise QuestionError("empty question: type a question about the interviews")
-    if len(q) > MAX_QUESTION_CHARS:
-        raise QuestionError(f"question too long ({len(q)} characters, max {MAX_QUESTION_CHARS})")
-    if not re.search(r"\w", q):
-        raise QuestionError(f"question {q[:40]!r} has no words to search for")
-    return q
 
 
 def _close(name: str, known: Sequence[str]) -> str:

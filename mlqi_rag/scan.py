@@ -8,7 +8,7 @@ researchers applied. Those scores are reduced to a few features per interview, a
 calibrated model (two logistic regressions fitted on labelled question–interview pairs, see
 ``calibration``) decides whether each interview *discusses* the question, only *touches on* it,
 or is *silent*. Nothing is embedded here but the question itself (and a "which interviewees…"
-question's topic without that framing, see ``retrieval.topic_of``).
+question's topic without that framing, see ``question.topic_of``).
 
 A question that names a tool or method occurring in no transcript ("Snorkel") is caught before
 any of that: similar-sounding passages are then about something else.
@@ -30,13 +30,8 @@ from .errors import SourceChangedError
 from .feedback import Feedback
 from .index import Index
 from .language import french_keywords
-from .retrieval import (
-    RetrievalResult,
-    asks_for_interviews,
-    codes_named,
-    interviews_named,
-    topic_of,
-)
+from .question import asks_for_interviews, codes_named, interviews_named, topic_of
+from .retrieval import RetrievalResult
 from .terms import CorpusTerms, says
 
 Verdict = Literal["discusses", "touches", "silent"]

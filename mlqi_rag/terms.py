@@ -30,7 +30,7 @@ import numpy as np
 
 from .calibration import NAME_SHARE
 from .index import Index
-from .retrieval import FRAMING_WORDS
+from .question import FRAMING_WORDS
 from .stores import keyword_tokens, stemmer
 
 QUESTION_WORDS = frozenset(

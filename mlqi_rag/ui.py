@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,76 +78,9 @@ def engine_choices(settings: Settings) -> list[str]:
 
 # ---- the Gradio app ------------------------------------------------------------------------------
 
+# The page's own rules live in ``app.css``; each panel's renderer brings the rules for its HTML.
 CSS = (
-    """
-.gradio-container { max-width: 1500px !important; }
-#app-header h1 { margin-bottom: 0; font-size: 1.45rem; }
-#app-header p { margin-top: 2px; color: var(--body-text-color-subdued); }
-#evidence-panel { padding-right: 4px; }
-#ask-row { align-items: stretch; }
-.evidence .ev-summary, .passages .ev-summary {
-  font-size: 0.9rem; color: var(--body-text-color-subdued); margin: 2px 0 10px;
-}
-.ev-summary-closest { color: #9a3412 !important; font-weight: 600; }
-.ev-empty { color: var(--body-text-color-subdued); padding: 24px 8px; font-style: italic; }
-.ev-error { color: #b91c1c; padding: 12px; border: 1px solid #fecaca; border-radius: 8px; }
-.evidence-card, .passage {
-  border: 1px solid var(--border-color-primary); border-left: 4px solid #2563eb;
-  border-radius: 8px; padding: 10px 12px; margin-bottom: 10px;
-  background: var(--block-background-fill);
-}
-.evidence-card.closest { border-left-color: #f97316; border-style: dashed; }
-.ev-head { display: flex; flex-wrap: wrap; gap: 8px; align-items: baseline; }
-.ev-num {
-  font-size: 0.75rem; font-weight: 700; border-radius: 999px; padding: 0 7px;
-  background: #2563eb; color: #fff;
-}
-.ev-iv { font-weight: 700; }
-.ev-label { color: var(--body-text-color-subdued); }
-.ev-badges { margin-left: auto; display: flex; gap: 6px; }
-.ev-verified {
-  color: #15803d; font-size: 0.8rem; font-weight: 600; border: 1px solid #86efac;
-  border-radius: 999px; padding: 0 8px;
-}
-.ev-unverified { color: #b91c1c; font-size: 0.8rem; }
-.ev-closest-badge {
-  color: #9a3412; font-size: 0.8rem; font-weight: 600; border: 1px solid #fdba74;
-  border-radius: 999px; padding: 0 8px; background: #fff7ed;
-}
-.ev-meta { font-size: 0.82rem; color: var(--body-text-color-subdued); margin-top: 2px; }
-.ev-tags { margin-top: 5px; display: flex; flex-wrap: wrap; gap: 4px; font-size: 0.78rem; }
-.ev-tag {
-  background: #eef2ff; color: #3730a3; border-radius: 4px; padding: 1px 6px;
-  font-size: 0.75rem;
-}
-.ev-quote {
-  margin: 8px 0 6px; padding: 2px 0 2px 10px; border-left: 3px solid var(--border-color-primary);
-  font-style: italic; line-height: 1.45;
-}
-.ev-context summary { cursor: pointer; font-size: 0.82rem; color: #2563eb; }
-.ev-turn { font-size: 0.85rem; margin: 6px 0; padding: 6px 8px; border-radius: 6px; }
-.ev-turn p { margin: 0 0 4px; }
-.ev-turn-prev, .ev-turn-next { color: var(--body-text-color-subdued); }
-.ev-turn-cited { background: var(--background-fill-secondary); }
-.ev-speaker { font-weight: 600; font-size: 0.78rem; margin-bottom: 2px; }
-.ev-context mark { background: #fde68a; color: #111827; padding: 0 1px; }
-.coverage { font-size: 0.88rem; padding: 6px 10px; border-radius: 6px;
-  background: var(--background-fill-secondary); }
-.coverage-error { color: #b91c1c; }
-.cov-support { font-weight: 600; color: #15803d; }
-.cov-none { font-weight: 600; color: #9a3412; }
-.heatmap-wrap { overflow-x: auto; }
-.heatmap { border-collapse: collapse; font-size: 0.82rem; }
-.heatmap th, .heatmap td {
-  border: 1px solid var(--border-color-primary); padding: 3px 8px; text-align: center;
-}
-.heatmap th.heat-code { text-align: left; font-weight: 500; white-space: nowrap; }
-.heat-total { font-weight: 600; }
-.heat-note { font-size: 0.78rem; color: var(--body-text-color-subdued); margin-top: 4px; }
-.passage-text { font-size: 0.88rem; margin-top: 6px; }
-.passage-text p { margin: 0 0 4px; }
-#export-status { font-size: 0.85rem; }
-"""
+    resources.files(__package__).joinpath("app.css").read_text(encoding="utf-8")
     + COVERAGE_CSS
     + CODERS_CSS
     + REVIEW_CSS

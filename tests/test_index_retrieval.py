@@ -22,7 +22,8 @@ from mlqi_rag.cli import cli
 from mlqi_rag.embedding import Embedder
 from mlqi_rag.errors import IndexMissingError
 from mlqi_rag.index import Index, current_generation
-from mlqi_rag.retrieval import Filters, Retriever, codes_named, validate_question
+from mlqi_rag.question import codes_named, validate_question
+from mlqi_rag.retrieval import Filters, Retriever
 from mlqi_rag.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 
-from mlqi_rag import pdf
+from mlqi_rag import pdf, pdf_page
 from mlqi_rag.errors import TranscriptError
 from mlqi_rag.pdf import PARSER_VERSION, extract_pdf_text, parse_pdf, read_pdf
 from mlqi_rag.transcripts import parse_file
@@ -98,11 +98,11 @@ def test_code_pills_are_split_by_shape_not_by_words(po12: pdf.PdfTranscript) -> 
 def test_code_row_without_pills_splits_at_wide_gaps(delve_pdf_dir: Path) -> None:
     """Another renderer might drop the pill shapes: the gaps between names still split them."""
     doc = pdfium.PdfDocument(_print(delve_pdf_dir, "12", "PO").read_bytes())
-    page = pdf._read_page(doc[9], 9)
+    page = pdf_page.read_page(doc[9], 9)
     row = [line for line in page.lines if "Model-Evaluation" in line.text][:1]
     names = ["ME-metrics-a-are-poor-proxy-of-quality", "Model-Evaluation-issues [ME]"]
-    assert pdf._codes(row, page.pills) == names
-    assert pdf._codes(row, []) == names
+    assert pdf_page.codes_in(row, page.pills) == names
+    assert pdf_page.codes_in(row, []) == names
 
 
 def test_underline_keeps_the_exact_coded_span(po12: pdf.PdfTranscript) -> None:

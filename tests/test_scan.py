@@ -323,7 +323,8 @@ def test_a_question_embeds_only_itself(seed_pipeline: Pipeline) -> None:
 
 
 def test_which_questions_are_retrieved_by_their_topic(seed_pipeline: Pipeline) -> None:
-    from mlqi_rag.retrieval import Filters, topic_of
+    from mlqi_rag.question import topic_of
+    from mlqi_rag.retrieval import Filters
 
     q = "Which participants talk about missing values in their data?"
     result = seed_pipeline.retriever.retrieve(q, filters=Filters())
@@ -349,7 +350,7 @@ def test_which_questions_are_retrieved_by_their_topic(seed_pipeline: Pipeline) -
     ],
 )
 def test_topic_drops_the_which_framing(question: str, topic: str) -> None:
-    from mlqi_rag.retrieval import topic_of
+    from mlqi_rag.question import topic_of
 
     assert topic_of(question) == topic
 
