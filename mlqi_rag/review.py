@@ -17,30 +17,27 @@ the same folder, then a rename), and neither ever written into a transcript:
 Both live in ``<index dir>/review/``; when the index directory is read-only (an archived study on
 a shared disk), in a per-user state directory instead:
 ``$XDG_STATE_HOME/mlqi-rag/<hash of the index path>`` (``~/.local/state/...`` by default).
+``review_files`` decides which, and keeps the suggestions cache; this module keeps the decisions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
-import hashlib
 import inspect
 import json
 import logging
-import os
-import secrets
-import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .errors import MlqiError, SourceChangedError, printable
 from .index import Index
+from .review_files import FORMAT, ReviewFiles, SuggestionCache, atomic_write, utc_now
 from .review_items import (
     ACCEPTED,
     PENDING,
@@ -48,7 +45,6 @@ from .review_items import (
     Decision,
     Item,
     csv_rows,
-    suggestion_from_dict,
     suggestion_id,
     to_csv,
 )
@@ -57,64 +53,7 @@ from .types import interview_order
 
 log = logging.getLogger(__name__)
 
-REVIEW_DIR = "review"
 DECISIONS_FILE = "decisions.json"
-CACHE_PREFIX = "suggestions-"
-FORMAT = 1
-
-
-def state_dir(index_dir: Path, state_home: Path | None = None) -> Path:
-    """Where a read-only index's review files go: one folder per index location, per user."""
-    home = state_home or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    digest = hashlib.sha256(str(Path(index_dir).resolve()).encode("utf-8")).hexdigest()[:12]
-    return Path(home) / "mlqi-rag" / digest
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: readers see the old file or the new one,
-    never half of it, and a crash leaves no partial file (only a stray ``.tmp`` at worst)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _writable_dir(path: Path) -> bool:
-    """Whether files can be created in ``path`` (or, when it does not exist yet, its parent).
-    Tried for real: permission bits do not tell about a read-only mount, nor about root."""
-    target = path if path.is_dir() else path.parent
-    probe = target / f".probe-{secrets.token_hex(4)}"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError:
-        return False
-    return not path.exists() or path.is_dir()
-
-
-@functools.cache
-def model_digest() -> str:
-    """The suggestion model is the code of ``suggest*.py`` as this process loaded it: another
-    model (a new version) computes its suggestions anew instead of reading an old cache."""
-    from . import suggest as sg
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(sg.__file__).parent.glob("suggest*.py")):
-        with contextlib.suppress(OSError):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # ---- the store ----------------------------------------------------------------------------------
@@ -139,102 +78,21 @@ class ReviewStore:
     _rare: dict[str, int] = field(default_factory=dict, repr=False)
     _decisions: dict[str, Decision] = field(default_factory=dict, repr=False)
     _stamp: tuple[str, int, int] | None = field(default=None, repr=False)
-    _dir: Path | None = field(default=None, repr=False)
 
-    # -- where ------------------------------------------------------------------------------------
-
-    @property
-    def index_dir(self) -> Path:
-        return Path(self.index.settings.index_dir).resolve()
-
-    @property
-    def primary_dir(self) -> Path:
-        return self.index_dir / REVIEW_DIR
-
-    @property
-    def fallback_dir(self) -> Path:
-        return state_dir(self.index_dir, self.state_home)
+    @cached_property
+    def files(self) -> ReviewFiles:
+        return ReviewFiles(Path(self.index.settings.index_dir), self.state_home)
 
     @property
     def dir(self) -> Path:
         """Where this store writes: in the index directory, else (read-only) the state dir."""
-        if self._dir is None:
-            primary = self.primary_dir
-            if _writable_dir(primary):
-                self._dir = primary
-            else:
-                self._dir = self.fallback_dir
-                log.info("index at %s is read-only: review files go to %s", primary, self._dir)
-        return self._dir
+        return self.files.dir
 
-    def _read_dirs(self) -> list[Path]:
-        """The write location first, then the other one (decisions made while the index was
-        read-only, or before it became so, are still found)."""
-        return list(dict.fromkeys([self.dir, self.primary_dir, self.fallback_dir]))
-
-    def _ensure_dir(self) -> Path:
-        d = self.dir
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MlqiError(
-                f"cannot save review files in {printable(str(d))} ({exc.strerror or exc}); "
-                "set XDG_STATE_HOME to a writable folder"
-            ) from exc
-        return d
+    @cached_property
+    def _cache(self) -> SuggestionCache:
+        return SuggestionCache(self.files, self.index, self.min_confidence)
 
     # -- suggestions ------------------------------------------------------------------------------
-
-    def cache_key(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "generation": self.index.generation,
-            "settings_hash": self.index.manifest.get("settings_hash")
-            or self.index.settings.settings_hash(),
-            "model": model_digest(),
-            "min_confidence": round(float(self.min_confidence), 6),
-        }
-
-    def _cache_name(self, key: dict[str, Any]) -> str:
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        return f"{CACHE_PREFIX}{key['generation']}-{digest}.json"
-
-    def _read_cache(self) -> tuple[list[Suggestion], dict[str, int]] | None:
-        key = self.cache_key()
-        name = self._cache_name(key)
-        for d in self._read_dirs():
-            try:
-                data = json.loads((d / name).read_text(encoding="utf-8"))
-                if data.get("key") != key:
-                    continue
-                rows = [suggestion_from_dict(s) for s in data["suggestions"]]
-                rare = {str(k): int(v) for k, v in data.get("rare", {}).items()}
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable suggestions cache %s: %s", d / name, exc)
-                continue
-            return rows, rare
-        return None
-
-    def _write_cache(self, rows: Sequence[Suggestion], rare: dict[str, int]) -> None:
-        key = self.cache_key()
-        doc = {
-            "key": key,
-            "computed_at": _now(),
-            "rare": rare,
-            "suggestions": [s.to_dict() for s in rows],
-        }
-        try:
-            d = self._ensure_dir()
-            atomic_write(d / self._cache_name(key), json.dumps(doc, ensure_ascii=False))
-        except (OSError, MlqiError) as exc:  # the suggestions still hold, in memory
-            log.warning("could not cache suggestions: %s", exc)
-            return
-        for old in d.glob(f"{CACHE_PREFIX}*.json"):
-            if not old.name.startswith(f"{CACHE_PREFIX}{key['generation']}-"):
-                with contextlib.suppress(OSError):
-                    old.unlink()
 
     def _compute(self) -> tuple[list[Suggestion], dict[str, int]]:
         from . import suggest as sg
@@ -262,7 +120,7 @@ class ReviewStore:
         with self._lock:
             if self._suggestions is not None:
                 return self._suggestions
-            cached = self._read_cache()
+            cached = self._cache.read()
             if cached is not None:
                 self._suggestions, self._rare = cached
                 return self._suggestions
@@ -273,7 +131,7 @@ class ReviewStore:
                 if self._suggestions is not None:
                     return self._suggestions
             rows, rare = self._compute()
-            self._write_cache(rows, rare)
+            self._cache.write(rows, rare)
             with self._lock:
                 self._suggestions, self._rare = rows, rare
                 return rows
@@ -287,7 +145,7 @@ class ReviewStore:
 
     def _decisions_path(self) -> Path | None:
         """The decisions file to read: the write location's, else the other one's."""
-        for d in self._read_dirs():
+        for d in self.files.read_dirs():
             if (d / DECISIONS_FILE).is_file():
                 return d / DECISIONS_FILE
         return None
@@ -324,7 +182,7 @@ class ReviewStore:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[Path]:
-        d = self._ensure_dir()
+        d = self.files.ensure_dir()
         try:
             fh = open(d / ".decisions.lock", "w")
         except OSError as exc:
@@ -460,7 +318,7 @@ class ReviewStore:
             why = self._stale(it.interview_id, None, problems)
             if why or (not it.suggested and it.stale):
                 raise MlqiError(f"suggestion {i} cannot be decided: {why or it.stale}")
-        stamp = now or _now()
+        stamp = now or utc_now()
         with self._lock, self._file_lock() as d:
             self._stamp = None
             current = self.decisions()

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from cliutil import can_mount_read_only, on_read_only_mount, one_line_error, run
 
-from mlqi_rag import render, render_corpus, render_review, review, review_items, ui
+from mlqi_rag import render, render_corpus, render_review, review, review_files, review_items, ui
 from mlqi_rag.build import build_index
 from mlqi_rag.export import csv_cell
 from mlqi_rag.index import Index
@@ -226,10 +226,10 @@ def test_read_only_index_dir_falls_back_to_the_state_dir(
 ) -> None:
     s, mc = review_index
     primary = Path(s.index_dir).resolve() / "review"
-    real = review._writable_dir
-    monkeypatch.setattr(review, "_writable_dir", lambda p: p != primary and real(p))
+    real = review_files.writable_dir
+    monkeypatch.setattr(review_files, "writable_dir", lambda p: p != primary and real(p))
     store = ReviewStore(Index.load(s), mc)
-    assert store.dir == review.state_dir(Path(s.index_dir), None)
+    assert store.dir == review_files.state_dir(Path(s.index_dir), None)
     assert _state_home in store.dir.parents
     assert store.cached()  # the index's own cache is still read
     it = store.items()[0]
@@ -263,7 +263,7 @@ def test_cli_on_a_read_only_mounted_index(
         assert f"{step}-rc=0" in result.stdout, result.stderr
     assert "Traceback" not in result.stderr
     assert f'"id": "{first.id}"' in result.stdout
-    saved = review.state_dir(idx, state) / review.DECISIONS_FILE
+    saved = review_files.state_dir(idx, state) / review.DECISIONS_FILE
     assert saved.is_file() and first.id in {
         suggestion_id(d["interview_id"], d["start"], d["end"], d["code"])
         for d in json.loads(saved.read_text())["decisions"]
