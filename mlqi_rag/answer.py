@@ -87,10 +87,12 @@ def _bullets(quotes: tuple[Quote, ...] | list[Quote]) -> list[str]:
 
 def render_extractive(scan: Scan, groups: list[Group]) -> str:
     lines = [coverage_line(scan), ""]
-    for g in groups:
+    for i, g in enumerate(groups):
         if g.label:
             n = len({q.citation.interview_id for q in g.quotes})
             kind = "code" if g.source == "codes" else "theme"
+            if i:  # a blank line ends the list above (Markdown would take the header into it)
+                lines.append("")
             lines.append(f"{kind} {g.label} ({n} interview{'s' if n != 1 else ''}):")
         lines += _bullets(g.quotes)
     if scan.absent_names:  # "TensorFlow, Keras or PyTorch": answered for the others
@@ -270,7 +272,31 @@ class BaseEngine:
             coverage=draft.scan.coverage(),
             evidence=tuple(e.to_dict() for e in draft.scan.interviews),
             passages=draft.excerpts(),
+            groups=groups_of(draft.groups, shown),
         )
+
+
+def groups_of(groups: Sequence[Group], citations: Sequence[Citation]) -> tuple[dict[str, Any], ...]:
+    """The answer's groups over the citations it shows: an LLM engine cites some of the quotes
+    and a quote that no longer verifies is dropped, so a group keeps only what is shown."""
+    where = {(c.interview_id, c.start, c.end): i for i, c in enumerate(citations)}
+    out = []
+    for g in groups:
+        positions = [
+            where[key]
+            for q in g.quotes
+            if (key := (q.citation.interview_id, q.citation.start, q.citation.end)) in where
+        ]
+        if positions:
+            out.append(
+                {
+                    "label": g.label,
+                    "source": g.source,
+                    "interviews": list(dict.fromkeys(citations[i].interview_id for i in positions)),
+                    "quotes": positions,
+                }
+            )
+    return tuple(out)
 
 
 class ExtractiveEngine(BaseEngine):

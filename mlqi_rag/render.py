@@ -184,7 +184,7 @@ def evidence_html(pipe: Pipeline, answer: Answer | None) -> str:
         )
     n_iv = len(answer.interviews_cited)
     verified = sum(c.verified for c in answer.citations)
-    cards = "".join(evidence_card(pipe, c, n=i) for i, c in enumerate(answer.citations, 1))
+    cards = _grouped_cards(pipe, answer)
     return (
         f'<div class="evidence" data-state="answer" data-count="{len(answer.citations)}">'
         f'<div class="ev-summary">{len(answer.citations)} quote'
@@ -192,6 +192,33 @@ def evidence_html(pipe: Pipeline, answer: Answer | None) -> str:
         f"{'s' if n_iv != 1 else ''} · {verified} verified against the transcripts</div>"
         f"{cards}</div>"
     )
+
+
+def _grouped_cards(pipe: Pipeline, answer: Answer) -> str:
+    """The cards, under a header per practice when the answer grouped its quotes (the same
+    groups as its text: by code, or by cluster), numbered as the answer cites them."""
+
+    def card(i: int) -> str:
+        return evidence_card(pipe, answer.citations[i], n=i + 1)
+
+    labelled = [g for g in answer.groups if g.get("label")]
+    if not labelled:
+        return "".join(card(i) for i in range(len(answer.citations)))
+    parts, placed = [], set()
+    for g in labelled:
+        kind = "code" if g["source"] == "codes" else "theme"
+        n = len(g["interviews"])
+        parts.append(
+            f'<section class="ev-group" data-source="{esc(g["source"])}" '
+            f'data-label="{esc(g["label"])}"><div class="ev-group-head">'
+            f'<span class="ev-group-kind">{kind}</span> {esc(g["label"])} '
+            f'<span class="ev-group-count">· {n} interview{"s" if n != 1 else ""}</span></div>'
+            + "".join(card(i) for i in g["quotes"] if i not in placed)
+            + "</section>"
+        )
+        placed.update(g["quotes"])
+    rest = [i for i in range(len(answer.citations)) if i not in placed]
+    return "".join(parts) + "".join(card(i) for i in rest)
 
 
 def empty_evidence_html() -> str:

@@ -233,6 +233,9 @@ class Answer:
     # the passages the answer read, in its order: the turns of its quotes (strongest interview
     # first), then the rest of the retrieved ones; an abstention's are the retrieved ones
     passages: tuple[Hit, ...] = ()
+    # the practices the quotes fall into: label, what it comes from ("codes" or "cluster"; "all"
+    # when ungrouped), its interviews, and the positions of its quotes in ``citations``
+    groups: tuple[dict[str, Any], ...] = ()
 
     @property
     def interviews_cited(self) -> tuple[str, ...]:
@@ -252,6 +255,7 @@ class Answer:
             "warnings": list(self.warnings),
             "coverage": self.coverage,
             "evidence": list(self.evidence),
+            "groups": list(self.groups),
             "passages": [
                 {
                     "interview_id": h.chunk.interview_id,

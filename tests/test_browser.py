@@ -201,3 +201,35 @@ def test_ask_see_evidence_in_context_and_export(
     log = log_path.read_text()
     assert "Traceback" not in log
     assert "Index up to date" in log or "Building the index of 5 transcripts" in log
+
+
+GROUPED = "What experiences do practitioners report with public or third-party datasets?"
+
+
+def test_evidence_panel_groups_quotes_by_practice(
+    app_server: tuple[str, Path, Path], chromium: str, tmp_path: Path
+) -> None:
+    """An answer whose quotes fall into practices shows each group's cards under its name."""
+    from playwright.sync_api import expect
+
+    url, _, _ = app_server
+    with browser(chromium, tmp_path / "chromium-profile") as (_, page):
+        page.goto(url)
+        box = page.locator("#question textarea, #question input").first
+        box.wait_for(timeout=60_000)
+        box.fill(GROUPED)
+        box.press("Enter")
+        groups = page.locator("#evidence-panel section.ev-group")
+        try:
+            groups.first.wait_for(timeout=ANSWER_MS)
+        finally:
+            page.screenshot(path=str(tmp_path / "browser-groups.png"), full_page=True)
+        assert groups.count() >= 2
+        for i in range(groups.count()):
+            group = groups.nth(i)
+            expect(group.locator(".ev-group-head")).to_contain_text("theme")
+            expect(group.locator(".evidence-card").first).to_be_visible()
+            label = group.get_attribute("data-label") or ""
+            assert label and label in page.locator("#chat").inner_text()
+        OUTPUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "browser-groups.png"), full_page=True)

@@ -12,8 +12,11 @@ from cliutil import one_line_error, run
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from mlqi_rag import grouping
+from mlqi_rag.answer import groups_of
+from mlqi_rag.evidence import Group, Quote
 from mlqi_rag.grouping import BASELINE, SHIPPED, Setting, cluster, label_clusters
 from mlqi_rag.settings import Settings
+from mlqi_rag.types import Citation
 
 
 def test_one_spelling_per_code() -> None:
@@ -106,3 +109,52 @@ def test_answer_groups_are_named_without_filler_or_the_question(mlsss_pipeline) 
     for line in themes:
         words = re.match(r"theme (.+) \(\d+ interviews?\):", line).group(1).split(" · ")  # type: ignore[union-attr]
         assert not set(words) & (set(ENGLISH_STOP_WORDS) | {"data", "drift", "uh", "um"}), line
+
+
+def _cite(iv: str, start: int) -> Citation:
+    return Citation(iv, "", "Interviewee", "participant", 3, "a quote", "x.txt", start, start + 7)
+
+
+def test_groups_keep_only_the_quotes_an_answer_shows() -> None:
+    """An LLM engine cites some of the quotes, and a quote that stopped verifying is dropped:
+    the answer's groups point at the citations it shows, and a group left empty goes."""
+    a, b, c = _cite("4", 0), _cite("9", 10), _cite("12", 20)
+    groups = [
+        Group("imputed · median", "cluster", (Quote(a, 0, 0.9), Quote(b, 1, 0.8))),
+        Group("dropped · record", "cluster", (Quote(c, 2, 0.7),)),
+    ]
+    shown = groups_of(groups, [c, b])
+    assert shown == (
+        {"label": "imputed · median", "source": "cluster", "interviews": ["9"], "quotes": [1]},
+        {"label": "dropped · record", "source": "cluster", "interviews": ["12"], "quotes": [0]},
+    )
+    assert groups_of(groups, [c]) == (shown[1],)
+
+
+@pytest.mark.slow
+def test_answer_json_and_panel_show_the_groups(mlsss_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """``ask --json`` gives the groups the text shows, each quote in exactly one, and the app's
+    evidence panel puts each group's cards under its name."""
+    from mlqi_rag import render
+
+    answer = mlsss_pipeline.engine("extractive").answer(
+        "How do practitioners deal with data drift?"
+    )
+    groups = answer.to_dict()["groups"]
+    assert len(groups) >= 2
+    positions = [i for g in groups for i in g["quotes"]]
+    assert sorted(positions) == list(range(len(answer.citations)))
+    for g in groups:
+        assert g["interviews"] == list(
+            dict.fromkeys(answer.citations[i].interview_id for i in g["quotes"])
+        )
+        n = len(g["interviews"])
+        head = f"theme {g['label']} ({n} interview{'s' if n != 1 else ''}):"
+        assert head in answer.text.splitlines()
+    html = render.evidence_html(mlsss_pipeline, answer)
+    sections = re.findall(r'<section class="ev-group".*?</section>', html, re.S)
+    assert len(sections) == len(groups)
+    for g, section in zip(groups, sections, strict=True):
+        assert f'data-label="{render.esc(g["label"])}"' in section
+        shown = re.findall(r'data-interview="(\d+)"', section)
+        assert shown == [answer.citations[i].interview_id for i in g["quotes"]]
