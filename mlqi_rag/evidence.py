@@ -105,9 +105,7 @@ def group_quotes(
             key = max(codes, key=lambda c: (counts[c], c))
             by_code.setdefault(key, []).append(q)
         return _ordered([Group(k, "codes", tuple(v)) for k, v in by_code.items()])
-    setting = grouping.SHIPPED
-    rows = [q.row for q in quotes]
-    labels = grouping.cluster(grouping.quote_vectors(index, rows, setting.turn_weight), setting)
+    labels = grouping.cluster_quotes(index, [q.row for q in quotes])
     clusters: dict[int, list[Quote]] = {}
     for q, lab in zip(quotes, labels, strict=True):
         clusters.setdefault(int(lab), []).append(q)
@@ -116,7 +114,7 @@ def group_quotes(
     names = grouping.label_clusters(
         {k: [q.citation.quote for q in v] for k, v in clusters.items()},
         question,
-        grouping.corpus_rarity(index),
+        index.document_frequency,
     )
     return _ordered([Group(names[k], "cluster", tuple(v)) for k, v in clusters.items()])
 

@@ -76,6 +76,11 @@ def quote_vectors(index: Index, rows: Sequence[int], turn_weight: float) -> np.n
     return mixed / np.where(norms > 0, norms, 1.0)
 
 
+def cluster_quotes(index: Index, rows: Sequence[int], setting: Setting = SHIPPED) -> np.ndarray:
+    """Cluster labels of span-table ``rows`` quoted together, as ``setting`` says."""
+    return cluster(quote_vectors(index, rows, setting.turn_weight), setting)
+
+
 def cluster(vectors: np.ndarray, setting: Setting) -> np.ndarray:
     """Cluster labels of unit ``vectors`` (one cluster when there are fewer than two)."""
     if len(vectors) < 2:
@@ -188,7 +193,7 @@ def family_score(index: Index, family: Family, setting: Setting) -> tuple[float,
         # quoted once, splitting everything would score as well as the codes themselves.
         if len(set(codes)) < 2 or max(Counter(codes).values()) < 2:
             continue
-        labels = cluster(quote_vectors(index, rows, setting.turn_weight), setting)
+        labels = cluster_quotes(index, rows, setting)
         scores.append(float(adjusted_rand_score(codes, labels)))
     return (float(np.mean(scores)) if scores else 0.0), len(scores)
 
@@ -262,34 +267,19 @@ def _stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS) | _FILLERS
 
 
-def corpus_rarity(index: Index) -> Callable[[str], float]:
-    """The inverse document frequency of a stemmed word over the index's turns (BM25's own
-    vocabulary: the same stemmer): "model" says little in interviews about ML, "imputed" a lot."""
-    vocab = index.bm25.vocab_dict
-    n = len(index.chunks)
-    cache: dict[str, float] = {}
-
-    def rarity(stem: str) -> float:
-        if stem not in cache:
-            df = int((np.asarray(index.bm25.get_scores([stem])) > 0).sum()) if stem in vocab else 0
-            cache[stem] = float(np.log((n + 1) / (df + 1)) + 1.0)
-        return cache[stem]
-
-    return rarity
-
-
 def label_clusters(
     texts: dict[int, list[str]],
     question: str = "",
-    rarity: Callable[[str], float] | None = None,
+    document_frequency: Callable[[str], int] | None = None,
     n: int = 3,
 ) -> dict[int, str]:
     """Each cluster's most distinctive words, from its quotes.
 
     A word scores by how many of the cluster's quotes say it (a word one quote repeats is that
     quote's, not the group's), times how rare it is among the clusters (class-based TF-IDF).
-    Ties, which are all there is in a one-quote cluster, go to the word rarer in the corpus
-    (``rarity``), not to the alphabet.
+    Ties, which are all there is in a one-quote cluster, go to the word fewer of the corpus's
+    passages use (``document_frequency`` of its stem, ``Index.document_frequency``), not to the
+    alphabet: "model" says little in interviews about ML, "imputed" a lot.
     Inflections count as one word, shown as said most often ("dropped", "drop" → "drop" if
     more quotes say it). Stop words, fillers and the question's own words are left out: every
     group is about the question; the label says how this one differs."""
@@ -321,6 +311,8 @@ def label_clusters(
     out = {}
     for key, said in quotes_saying.items():
         weight = {s: said[s] * np.log(1 + k / clusters_saying[s]) for s in said}
-        ranked = sorted(said, key=lambda s: (-weight[s], -(rarity(s) if rarity else 0.0), s))
+        ranked = sorted(
+            said, key=lambda s: (-weight[s], document_frequency(s) if document_frequency else 0, s)
+        )
         out[key] = " · ".join(surface[s].most_common(1)[0][0] for s in ranked[:n]) or "other"
     return out

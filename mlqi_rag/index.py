@@ -128,6 +128,7 @@ class Index:
     spans: SpanTable
     by_id: dict[str, int] = field(default_factory=dict)
     _sources: dict[str, tuple[tuple[int, int], str]] = field(default_factory=dict)
+    _df: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, settings: Settings) -> Index:
@@ -250,6 +251,18 @@ class Index:
         if not known:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return np.asarray(self.bm25.get_scores(known), dtype=np.float32)
+
+    def chunks_saying(self, token: str) -> np.ndarray:
+        """Which chunks use a keyword token (stemmed, as ``keyword_tokens`` makes it)."""
+        if token not in self.bm25.vocab_dict:
+            return np.zeros(len(self.chunks), dtype=bool)
+        return np.asarray(self.bm25.get_scores([token])) > 0
+
+    def document_frequency(self, token: str) -> int:
+        """How many chunks use a keyword token; kept, since the index never changes."""
+        if token not in self._df:
+            self._df[token] = int(self.chunks_saying(token).sum())
+        return self._df[token]
 
     def unknown_terms(self, query: str, ignore: frozenset[str] = frozenset()) -> tuple[str, ...]:
         """Query words (3+ letters, not stopwords) whose stem occurs in no chunk at all."""

@@ -359,16 +359,11 @@ class CorpusTerms:
         key_count = np.zeros(len(index.interviews))
         if not terms:
             return (chunk_cov, iv_cov, key, key_count), 0.0
-        vocab = index.bm25.vocab_dict
         total = missing = 0.0
         n_iv = len(index.interviews)
         found: list[tuple[float, np.ndarray, np.ndarray]] = []
         for t in terms:
-            present = (
-                (np.asarray(index.bm25.get_scores([t])) > 0) & allowed
-                if t in vocab
-                else np.zeros(n, bool)
-            )
+            present = index.chunks_saying(t) & allowed
             df = int(present.sum())
             idf = math.log((n + 1) / (df + 1)) + 1.0
             total += idf

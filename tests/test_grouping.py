@@ -51,9 +51,9 @@ def test_labels_say_how_a_group_differs() -> None:
         ],
         2: ["It's like, okay, thats the classic problem."],
     }
-    rarity = {"classic": 5.0, "problem": 1.0}
+    passages_using = {"classic": 2, "problem": 40}
     names = label_clusters(
-        texts, "How do practitioners handle missing values?", lambda s: rarity.get(s, 0.0)
+        texts, "How do practitioners handle missing values?", lambda s: passages_using.get(s, 0)
     )
     first = names[0].split(" · ")
     assert first[0] == "dropped"  # said by all three quotes, in its commonest form
