@@ -75,6 +75,15 @@ def browser(chromium: str, profile: Path) -> Iterator[tuple[Any, Any]]:
             context.close()
 
 
+def ask(page: Any, url: str, question: str) -> None:
+    """Open the app and send ``question`` from its question box."""
+    page.goto(url)
+    box = page.locator("#question textarea, #question input").first
+    box.wait_for(timeout=60_000)
+    box.fill(question)
+    box.press("Enter")
+
+
 def download_export(page: Any, button: str, file: str, status: str, says: str) -> Any:
     """Click an export button, wait for its file link and status line (which must contain
     ``says``), download the file as a user would; returns the Playwright download."""
@@ -152,11 +161,7 @@ def test_ask_see_evidence_in_context_and_export(
     requested: list[str] = []
     with browser(chromium, tmp_path / "chromium-profile") as (context, page):
         page.on("request", lambda r: requested.append(r.url))
-        page.goto(url)
-        box = page.locator("#question textarea, #question input").first
-        box.wait_for(timeout=60_000)
-        box.fill(MISSING)
-        box.press("Enter")
+        ask(page, url, MISSING)
 
         card = page.locator(
             '#evidence-panel .evidence-card[data-interview="32"][data-verified="true"]'
@@ -214,11 +219,7 @@ def test_evidence_panel_groups_quotes_by_practice(
 
     url, _, _ = app_server
     with browser(chromium, tmp_path / "chromium-profile") as (_, page):
-        page.goto(url)
-        box = page.locator("#question textarea, #question input").first
-        box.wait_for(timeout=60_000)
-        box.fill(GROUPED)
-        box.press("Enter")
+        ask(page, url, GROUPED)
         groups = page.locator("#evidence-panel section.ev-group")
         try:
             groups.first.wait_for(timeout=ANSWER_MS)

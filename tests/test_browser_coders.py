@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import ANSWER_MS, MISSING, OUTPUT, browser, download_export, running_app
+from test_browser import (
+    ANSWER_MS,
+    MISSING,
+    OUTPUT,
+    ask,
+    browser,
+    download_export,
+    running_app,
+)
 from test_browser import chromium as chromium  # noqa: F401 - the fixture, shared
 
 from mlqi_rag import agreement
@@ -44,11 +52,7 @@ def test_coverage_strip_agreement_panel_and_disagreements_csv(
     k12 = agreement.passage_agreement(interviews["12"]).overall
     OUTPUT.mkdir(exist_ok=True)
     with browser(chromium, tmp_path / "chromium-profile") as (context, page):
-        page.goto(url)
-        box = page.locator("#question textarea, #question input").first
-        box.wait_for(timeout=60_000)
-        box.fill(MISSING)
-        box.press("Enter")
+        ask(page, url, MISSING)
 
         cells = page.locator("#coverage .cov-cell")
         try:
