@@ -17,7 +17,7 @@ from typing import Any
 
 from .calibration import COUNT_LEVEL
 from .errors import ConfigError, SourceChangedError
-from .evidence import Group, Quote, closest_quotes, group_quotes, quotes_for
+from .evidence import Group, Quote, closest_quotes, group_heading, group_quotes, quotes_for
 from .quotes import recheck
 from .retrieval import Filters, RetrievalResult
 from .scan import Scan
@@ -89,11 +89,12 @@ def render_extractive(scan: Scan, groups: list[Group]) -> str:
     lines = [coverage_line(scan), ""]
     for i, g in enumerate(groups):
         if g.label:
-            n = len({q.citation.interview_id for q in g.quotes})
-            kind = "code" if g.source == "codes" else "theme"
+            kind, label, count = group_heading(
+                g.source, g.label, len({q.citation.interview_id for q in g.quotes})
+            )
             if i:  # a blank line ends the list above (Markdown would take the header into it)
                 lines.append("")
-            lines.append(f"{kind} {g.label} ({n} interview{'s' if n != 1 else ''}):")
+            lines.append(f"{kind} {label} ({count}):")
         lines += _bullets(g.quotes)
     if scan.absent_names:  # "TensorFlow, Keras or PyTorch": answered for the others
         lines += ["", f"No interview mentions {' or '.join(scan.absent_names)}."]

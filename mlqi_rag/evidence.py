@@ -39,6 +39,14 @@ class Group:
     quotes: tuple[Quote, ...]
 
 
+def group_heading(source: str, label: str, n_interviews: int) -> tuple[str, str, str]:
+    """A group's heading in three parts (kind, label, count), the same in the answer's text and
+    the app's panel: "code" when the researchers' codes made the group, "theme" when clusters
+    did."""
+    kind = "code" if source == "codes" else "theme"
+    return kind, label, f"{n_interviews} interview{'s' if n_interviews != 1 else ''}"
+
+
 def cite_row(index: Index, row: int) -> Citation | None:
     """A verified citation for one span of the index (None if it no longer verifies)."""
     chunk = index.chunks[int(index.spans.chunk[row])]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .answer import range_note
+from .evidence import group_heading
 from .retrieval import Filters
 from .types import Answer, Citation, Interview, Turn, interview_order
 
@@ -206,13 +207,12 @@ def _grouped_cards(pipe: Pipeline, answer: Answer) -> str:
         return "".join(card(i) for i in range(len(answer.citations)))
     parts, placed = [], set()
     for g in labelled:
-        kind = "code" if g["source"] == "codes" else "theme"
-        n = len(g["interviews"])
+        kind, label, count = group_heading(g["source"], g["label"], len(g["interviews"]))
         parts.append(
             f'<section class="ev-group" data-source="{esc(g["source"])}" '
-            f'data-label="{esc(g["label"])}"><div class="ev-group-head">'
-            f'<span class="ev-group-kind">{kind}</span> {esc(g["label"])} '
-            f'<span class="ev-group-count">· {n} interview{"s" if n != 1 else ""}</span></div>'
+            f'data-label="{esc(label)}"><div class="ev-group-head">'
+            f'<span class="ev-group-kind">{kind}</span> {esc(label)} '
+            f'<span class="ev-group-count">· {count}</span></div>'
             + "".join(card(i) for i in g["quotes"] if i not in placed)
             + "</section>"
         )

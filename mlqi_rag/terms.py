@@ -24,7 +24,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -89,6 +89,13 @@ class _Text:
             return True
         squashed = re.sub(r"[^a-z0-9]", "", low)
         return len(squashed) >= 6 and squashed in self.squashed
+
+
+@cache
+def _framing_tokens() -> frozenset[str]:
+    """The framing words ("interviewees", "describe") as the keyword index spells them, worked
+    out once: every question's term coverage leaves them out."""
+    return frozenset(t for toks in keyword_tokens(sorted(FRAMING_WORDS)) for t in toks)
 
 
 def says(text: str, names: Sequence[str]) -> bool:
@@ -351,7 +358,7 @@ class CorpusTerms:
         counts in the denominator: a question about something absent covers less of itself."""
         index = self.index
         n = len(index.chunks)
-        ignore = {t for w in FRAMING_WORDS for t in keyword_tokens([w])[0]}
+        ignore = _framing_tokens()
         terms = [t for t in dict.fromkeys(keyword_tokens([question])[0]) if t not in ignore]
         chunk_cov = np.zeros(n)
         iv_cov = np.zeros(len(index.interviews))
