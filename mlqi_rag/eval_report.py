@@ -35,12 +35,15 @@ ANSWER_KEYS = (
     "latency_p50",
     "latency_p95",
 )
-# A coverage question read twice: the readers against each other, then ours against each reader.
+# A coverage question read twice: the readers against each other, then ours against the gold
+# (their consensus where an adjudicator reconciled them) and against each reader.
 READER_KEYS = (
     "readers_f1",
     "readers_count_mae",
     "alpha_discusses",
     "alpha_levels",
+    "coverage_f1_gold",
+    "coverage_count_mae_gold",
     "coverage_f1_first_reader",
     "coverage_f1_second_reader",
     "coverage_count_mae_first_reader",

@@ -1,7 +1,8 @@
 """Grounding evaluation on a fixed question set, with two baselines measured in the same run.
 
 The question file is JSONL (``id``, ``question``, ``kind``, ``gold_interviews``, ``gold_quotes``,
-``gold_codes``, ``answer_points``, optional ``split``, ``gold_touching`` and ``second_reader``).
+``gold_codes``, ``answer_points``, optional ``split``, ``gold_touching``, ``second_reader`` and,
+where the two readings were reconciled into the gold, ``first_reader``).
 Retrieval metrics are computed for our retriever and for two baselines over the same corpus:
 llama-index defaults (SentenceSplitter 1024/200 over whole files, dense only) and BM25 only over
 those same chunks. Answer metrics come from the chosen engine; a coverage question read twice
@@ -46,9 +47,10 @@ class GoldQuote(BaseModel):
     quote: str
 
 
-class SecondReading(BaseModel):
-    """A second reader's blind labels of a coverage question (see ``readers``): measured against,
-    never fitted on."""
+class Reading(BaseModel):
+    """One reader's blind labels of a coverage question (see ``readers``). The second reading is
+    measured against, never fitted on; the first is kept here when an adjudicator reconciled the
+    two readings into the question's gold."""
 
     interviews: list[str] = Field(default_factory=list)
     touching: list[str] = Field(default_factory=list)
@@ -66,7 +68,8 @@ class Question(BaseModel):
     gold_codes: list[str] = Field(default_factory=list)
     answer_points: list[str] = Field(default_factory=list)
     split: str = "dev"
-    second_reader: SecondReading | None = None
+    first_reader: Reading | None = None  # set when the gold is the two readers' consensus
+    second_reader: Reading | None = None
 
     @property
     def answerable(self) -> bool:
@@ -236,12 +239,15 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["second_read"] = len(twice)
         out["readers_f1"] = _mean(a["readers_f1"] for a in twice)
         out["readers_count_mae"] = _mean(a["readers_count_error"] for a in twice)
-        out["coverage_f1_first_reader"] = _mean(a["coverage_f1"] for a in twice)
-        out["coverage_f1_second_reader"] = _mean(a["coverage_f1_second_reader"] for a in twice)
-        out["coverage_count_mae_first_reader"] = _mean(a["coverage_count_error"] for a in twice)
-        out["coverage_count_mae_second_reader"] = _mean(
-            a["coverage_count_error_second_reader"] for a in twice
-        )
+        out["coverage_f1_gold"] = _mean(a["coverage_f1"] for a in twice)
+        out["coverage_count_mae_gold"] = _mean(a["coverage_count_error"] for a in twice)
+        for name in ("first", "second"):
+            out[f"coverage_f1_{name}_reader"] = _mean(
+                a[f"coverage_f1_{name}_reader"] for a in twice
+            )
+            out[f"coverage_count_mae_{name}_reader"] = _mean(
+                a[f"coverage_count_error_{name}_reader"] for a in twice
+            )
         out |= alphas(a["reader_levels"] for a in twice)
     lat = [a["latency"] for a in ans]
     out["latency_p50"] = float(np.percentile(lat, 50)) if lat else None
@@ -366,9 +372,12 @@ def _answer_metrics(
             ),
         }
         if q.second_reader is not None:
+            first = q.first_reader or Reading(
+                interviews=q.gold_interviews, touching=q.gold_touching
+            )
             coverage |= question_metrics(
                 list(index.interviews),
-                (q.gold_interviews, q.gold_touching),
+                (first.interviews, first.touching),
                 (q.second_reader.interviews, q.second_reader.touching),
                 covered,
             )

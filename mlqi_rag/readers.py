@@ -6,11 +6,16 @@ labelled some of the same questions again (``second_reader`` in the question fil
 agreement is the ceiling any system can be held to on those questions: scored against either
 reader, a list cannot be expected to agree with one reader better than the other reader does.
 
+Where the two readings were then reconciled (an adjudicator, also blind to the product, decided
+each interview they disagreed on, as qualitative researchers reconcile two coders), the question's
+gold is that consensus and ``first_reader`` keeps the first reading; otherwise the gold is the
+first reading itself.
+
 Per question this gives the two readers' interview-set F1 and count difference, and the product's
-F1 and count error against the second reader (beside those against the first, which are the
-eval's own ``coverage_f1`` and count error). Over all second-read questions, Krippendorff's
-alpha on every (question, interview) unit: nominal on "discusses or not" (what a list decides)
-and ordinal on the three levels silent < touches < discusses.
+F1 and count error against each reader (the eval's own ``coverage_f1`` and count error are against
+the gold). Over all second-read questions, Krippendorff's alpha between the two readers on every
+(question, interview) unit: nominal on "discusses or not" (what a list decides) and ordinal on the
+three levels silent < touches < discusses.
 """
 
 from __future__ import annotations
@@ -47,13 +52,15 @@ def question_metrics(
 ) -> dict[str, Any]:
     """One second-read question: ``first`` and ``second`` are each reader's (discusses,
     touches); ``listed`` is the product's coverage list; ``interviews`` all that were searched."""
-    return {
+    out: dict[str, Any] = {
         "readers_f1": set_f1(set(first[0]), set(second[0])),
         "readers_count_error": abs(len(set(first[0])) - len(set(second[0]))),
-        "coverage_f1_second_reader": set_f1(set(listed), set(second[0])),
-        "coverage_count_error_second_reader": abs(len(set(listed)) - len(set(second[0]))),
         "reader_levels": [levels(interviews, *first), levels(interviews, *second)],
     }
+    for name, reading in (("first", first), ("second", second)):
+        out[f"coverage_f1_{name}_reader"] = set_f1(set(listed), set(reading[0]))
+        out[f"coverage_count_error_{name}_reader"] = abs(len(set(listed)) - len(set(reading[0])))
+    return out
 
 
 def alphas(per_question: Iterable[Sequence[Sequence[int]]]) -> dict[str, float | None]:

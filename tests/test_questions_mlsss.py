@@ -150,3 +150,65 @@ def test_second_reading_matches_its_record(raw: list[dict], mlsss_dir: Path) -> 
     assert {d["id"] for d in raw if "second_reader" in d} == {r["id"] for r in record}
     assert {by_id[r["id"]]["split"] for r in record} == {"dev", "heldout"}
     _check_quotes(record, mlsss_dir)
+
+
+ADJUDICATION = REPO / "eval" / "checks" / "adjudication.jsonl"
+
+
+def _level(interviews: list[str], touching: list[str], iv: str) -> str:
+    return "discusses" if iv in interviews else "touches" if iv in touching else "silent"
+
+
+def test_reconciled_gold_is_the_readers_consensus(raw: list[dict], mlsss_dir: Path) -> None:
+    """Where the gold was reconciled (``first_reader`` kept), each interview's gold level is the
+    two readers' label where they agree and the adjudicator's where they do not; a question read
+    once but exhaustively (no second reader) takes the adjudicated reading of all 36 interviews.
+    The adjudicator's quotes are verbatim participant speech too."""
+    record = [json.loads(x) for x in ADJUDICATION.read_text(encoding="utf-8").splitlines() if x]
+    decided: dict[str, dict[str, dict]] = {}
+    for r in record:
+        assert r["label"] in {"discusses", "touches", "silent"}, r
+        assert bool(r["quote"]) == (r["label"] != "silent"), r
+        decided.setdefault(r["id"], {})[r["interview"]] = r
+    reconciled = [d for d in raw if "first_reader" in d]
+    assert {d["id"] for d in reconciled} == set(decided)
+    assert sum(d["split"] == "heldout" for d in reconciled) >= 5
+    all_ivs = {p.stem.split()[1] for p in mlsss_dir.glob("*.txt")}
+    for d in reconciled:
+        first, second, mine = d["first_reader"], d.get("second_reader"), decided[d["id"]]
+        for iv in all_ivs:
+            a = _level(first["interviews"], first["touching"], iv)
+            if second is None:
+                want = mine[iv]["label"]
+            else:
+                b = _level(second["interviews"], second["touching"], iv)
+                want = a if a == b else mine[iv]["label"]
+                if a != b:
+                    assert (mine[iv]["first_reader"], mine[iv]["second_reader"]) == (a, b)
+                else:
+                    assert iv not in mine, (d["id"], iv, "adjudicated where the readers agree")
+            assert _level(d["gold_interviews"], d["gold_touching"], iv) == want, (d["id"], iv)
+    quoted = [
+        {"id": r["id"], "gold_quotes": [{"interview": r["interview"], "quote": r["quote"]}]}
+        for r in record
+        if r["quote"]
+    ]
+    _check_quotes_verbatim(quoted, mlsss_dir)
+
+
+def _check_quotes_verbatim(raw: list[dict], mlsss_dir: Path) -> None:
+    """Like ``_check_quotes`` without the length bounds (an adjudicator's quote is evidence for a
+    label, not a gold quote a citation must overlap)."""
+    for d in raw:
+        for g in d["gold_quotes"]:
+            path = _transcript(mlsss_dir, g["interview"])
+            text = path.open(encoding="utf-8", newline="").read()
+            assert g["quote"] in text, (d["id"], g["interview"], g["quote"])
+            interview = parse_file(path)
+            spans = [
+                (p.start, p.end)
+                for t in interview.turns
+                if t.role == "participant"
+                for p in t.paragraphs
+            ]
+            assert any(g["quote"] in text[s:e] for s, e in spans), (d["id"], g["interview"])
