@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from mlqi_rag.calibration import FEATURES, ScanModel, bundled_model_path
 from mlqi_rag.cli import cli
+from mlqi_rag.evaluation import load_questions
 from mlqi_rag.fitting import Pair, best_threshold, fit
 from mlqi_rag.pipeline import Pipeline
 from mlqi_rag.quotes import MAX_QUOTE_WORDS
@@ -472,10 +473,18 @@ def test_which_interviews_gets_the_complete_list(mlsss_pipeline: Pipeline) -> No
     )
     cov = answer.coverage
     assert cov["of"] == 36
-    gold = {"13", "20", "30", "36", "38"}  # read and grepped: eval/questions_mlsss.jsonl m010
+    # m010's gold: read twice, blind, and reconciled (eval/checks/adjudication.md)
+    (m010,) = [
+        q
+        for q in load_questions(Path(__file__).parents[1] / "eval" / "questions_mlsss.jsonl")
+        if q.id == "m010"
+    ]
+    gold, touching = set(m010.gold_interviews), set(m010.gold_touching)
     got = set(cov["interviews"])
-    # complete, and not a flood: the interview-set F1 the issue scores (5 of 11 here: 0.62)
-    assert gold <= got and 2 * len(gold) / (len(gold) + len(got)) >= 0.6, got
+    # most of the list, and not a flood: the interview-set F1 the issue scores (10 of 16 gold in
+    # a list of 14 here: 0.67), and no interview listed that says nothing about it
+    assert 2 * len(gold & got) / (len(gold) + len(got)) >= 0.6, got
+    assert got <= gold | touching, got - gold - touching
     assert cov["count"] == len(got)
     lo, hi = cov["range"]  # how sure that count is: it holds the count shown
     assert lo <= len(got) <= hi < 36 and hi > lo
@@ -489,11 +498,10 @@ def test_topic_features_rank_the_gold_interviews_higher(mlsss_pipeline: Pipeline
     """On the dev coverage questions (gold lists read and grepped), the topic without its
     "which participants talk about" framing, embedded and matched with its words in one turn,
     ranks the interviews that discuss it higher than the question's own vector does (mean
-    average precision over the 36 interviews, 40 questions: 0.69 against 0.52 for the turn
-    similarity; 0.70 against 0.50 on the first 17)."""
+    average precision over the 36 interviews, 40 questions: 0.71 against 0.54 for the turn
+    similarity, on the gold as reconciled for ten of them; 0.69 against 0.52 before)."""
     from sklearn.metrics import average_precision_score
 
-    from mlqi_rag.evaluation import load_questions
     from mlqi_rag.retrieval import Filters
 
     questions = [
@@ -520,7 +528,7 @@ def test_topic_features_rank_the_gold_interviews_higher(mlsss_pipeline: Pipeline
     assert mean["topic_hyb"] >= mean["chunk_max"] + 0.1, mean
     assert mean["topic_span"] > mean["span_max"], mean
     # the retriever ranks by the topic too: interview recall@10 0.73 (0.68 by the question) on
-    # the first 17 questions; 0.72 capped at 10 on all 40
+    # the first 17 questions; 0.72 capped at 10 on all 40 (the same on the reconciled gold)
     assert float(np.mean(recall)) >= 0.7, recall
 
 
@@ -596,7 +604,6 @@ def test_the_shipped_model_is_what_calibration_fits(
     of fold, within the 5% false-abstention budget: it abstains on 0.88 of the 34 unanswerable
     dev questions the two name rules leave to it, with how far the strongest interview stands
     out (``p_z``) and the unsaid phrases; 0.54 of 35 without them and the name-said rule."""
-    from mlqi_rag.evaluation import load_questions
     from mlqi_rag.fitting import pairs_for
 
     root = Path(__file__).resolve().parents[1]
