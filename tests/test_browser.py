@@ -84,6 +84,15 @@ def ask(page: Any, url: str, question: str) -> None:
     box.press("Enter")
 
 
+def wait_then_shoot(page: Any, locator: Any, shot: Path) -> None:
+    """Wait for the answer to show ``locator``; the screenshot is taken either way, so a wait
+    that times out still leaves a picture of what the page showed."""
+    try:
+        locator.wait_for(timeout=ANSWER_MS)
+    finally:
+        page.screenshot(path=str(shot), full_page=True)
+
+
 def download_export(page: Any, button: str, file: str, status: str, says: str) -> Any:
     """Click an export button, wait for its file link and status line (which must contain
     ``says``), download the file as a user would; returns the Playwright download."""
@@ -166,10 +175,7 @@ def test_ask_see_evidence_in_context_and_export(
         card = page.locator(
             '#evidence-panel .evidence-card[data-interview="32"][data-verified="true"]'
         ).first
-        try:
-            card.wait_for(timeout=ANSWER_MS)
-        finally:
-            page.screenshot(path=str(tmp_path / "browser-chat.png"), full_page=True)
+        wait_then_shoot(page, card, tmp_path / "browser-chat.png")
         expect(card.locator(".ev-verified")).to_contain_text("✓ verified")
         expect(card.locator(".ev-quote")).not_to_be_empty()
         expect(page.locator("#chat")).to_contain_text(MISSING)
@@ -221,10 +227,7 @@ def test_evidence_panel_groups_quotes_by_practice(
     with browser(chromium, tmp_path / "chromium-profile") as (_, page):
         ask(page, url, GROUPED)
         groups = page.locator("#evidence-panel section.ev-group")
-        try:
-            groups.first.wait_for(timeout=ANSWER_MS)
-        finally:
-            page.screenshot(path=str(tmp_path / "browser-groups.png"), full_page=True)
+        wait_then_shoot(page, groups.first, tmp_path / "browser-groups.png")
         assert groups.count() >= 2
         for i in range(groups.count()):
             group = groups.nth(i)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from test_browser import (
-    ANSWER_MS,
     MISSING,
     OUTPUT,
     ask,
     browser,
     download_export,
     running_app,
+    wait_then_shoot,
 )
 from test_browser import chromium as chromium  # noqa: F401 - the fixture, shared
 
@@ -55,10 +55,7 @@ def test_coverage_strip_agreement_panel_and_disagreements_csv(
         ask(page, url, MISSING)
 
         cells = page.locator("#coverage .cov-cell")
-        try:
-            cells.first.wait_for(timeout=ANSWER_MS)
-        finally:
-            page.screenshot(path=str(OUTPUT / "browser-coders-chat.png"), full_page=True)
+        wait_then_shoot(page, cells.first, OUTPUT / "browser-coders-chat.png")
         expect(cells).to_have_count(len(interviews))  # every interview searched, one cell
         expect(page.locator("#coverage .cov-head")).to_contain_text(
             f"of {len(interviews)} interviews discuss"
