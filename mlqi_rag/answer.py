@@ -89,12 +89,10 @@ def render_extractive(scan: Scan, groups: list[Group]) -> str:
     lines = [coverage_line(scan), ""]
     for i, g in enumerate(groups):
         if g.label:
-            kind, label, count = group_heading(
-                g.source, g.label, len({q.citation.interview_id for q in g.quotes})
-            )
+            kind, count = group_heading(g.source, len({q.citation.interview_id for q in g.quotes}))
             if i:  # a blank line ends the list above (Markdown would take the header into it)
                 lines.append("")
-            lines.append(f"{kind} {label} ({count}):")
+            lines.append(f"{kind} {g.label} ({count}):")
         lines += _bullets(g.quotes)
     if scan.absent_names:  # "TensorFlow, Keras or PyTorch": answered for the others
         lines += ["", f"No interview mentions {' or '.join(scan.absent_names)}."]

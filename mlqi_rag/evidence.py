@@ -39,12 +39,12 @@ class Group:
     quotes: tuple[Quote, ...]
 
 
-def group_heading(source: str, label: str, n_interviews: int) -> tuple[str, str, str]:
-    """A group's heading in three parts (kind, label, count), the same in the answer's text and
-    the app's panel: "code" when the researchers' codes made the group, "theme" when clusters
-    did."""
+def group_heading(source: str, n_interviews: int) -> tuple[str, str]:
+    """What a group's heading says around its label, the same in the answer's text and the
+    app's panel: its kind ("code" when the researchers' codes made the group, "theme" when
+    clusters did) and its interview count."""
     kind = "code" if source == "codes" else "theme"
-    return kind, label, f"{n_interviews} interview{'s' if n_interviews != 1 else ''}"
+    return kind, f"{n_interviews} interview{'s' if n_interviews != 1 else ''}"
 
 
 def cite_row(index: Index, row: int) -> Citation | None:

@@ -207,11 +207,11 @@ def _grouped_cards(pipe: Pipeline, answer: Answer) -> str:
         return "".join(card(i) for i in range(len(answer.citations)))
     parts, placed = [], set()
     for g in labelled:
-        kind, label, count = group_heading(g["source"], g["label"], len(g["interviews"]))
+        kind, count = group_heading(g["source"], len(g["interviews"]))
         parts.append(
             f'<section class="ev-group" data-source="{esc(g["source"])}" '
-            f'data-label="{esc(label)}"><div class="ev-group-head">'
-            f'<span class="ev-group-kind">{kind}</span> {esc(label)} '
+            f'data-label="{esc(g["label"])}"><div class="ev-group-head">'
+            f'<span class="ev-group-kind">{kind}</span> {esc(g["label"])} '
             f'<span class="ev-group-count">· {count}</span></div>'
             + "".join(card(i) for i in g["quotes"] if i not in placed)
             + "</section>"
