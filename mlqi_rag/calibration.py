@@ -55,6 +55,7 @@ FEATURES = (
     "topic_span_gap",
     "topic_hyb",
     "topic_hyb_gap",
+    "passage_max",
 )
 
 

@@ -137,24 +137,38 @@ def _print_tables(tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
     default=None,
     help="Where the fitted model is written (default: the bundled scan_model.json).",
 )
+@click.option(
+    "--ablate",
+    multiple=True,
+    metavar="FEATURE",
+    help="Also report the dev questions out of fold (3 x 5-fold by question) with all "
+    "features and without this one (repeatable; a comma list is one ablation).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @one_line_errors
 def calibrate(
-    sets: tuple[tuple[Path, Path], ...], index_root: Path, out: Path | None, as_json: bool
+    sets: tuple[tuple[Path, Path], ...],
+    index_root: Path,
+    out: Path | None,
+    ablate: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Fit the scan's decision model on labelled question–interview pairs (dev split), and
     report it on the held-out split beside a one-feature baseline."""
     from .build import build_index
-    from .calibration import ScanModel, bundled_model_path
+    from .calibration import FEATURES, ScanModel, bundled_model_path
     from .evaluation import load_questions
-    from .fitting import (
-        decisions,
-        fit,
-        pairs_for,
-        single_feature_baseline,
-    )
+    from .fitting import fit, pairs_for
     from .pipeline import Pipeline
     from .settings import bundled_corpus
+    from .validation import cross_validated, decisions, single_feature_baseline
+
+    ablations = [tuple(f.strip() for f in a.split(",") if f.strip()) for a in ablate]
+    for names in ablations:
+        if unknown := [f for f in names if f not in FEATURES]:
+            raise click.UsageError(
+                f"--ablate: unknown feature {', '.join(unknown)} (one of: {', '.join(FEATURES)})"
+            )
 
     if not sets:
         shared = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -165,13 +179,16 @@ def calibrate(
     out = out or bundled_model_path()
     pairs: list[Any] = []
     absent: dict[tuple[str, str], bool] = {}
+    coverage: set[tuple[str, str]] = set()
     for corpus, qfile in sets:
         name = str(Path(corpus).name)
         s = _settings(corpus=corpus, index_dir=index_root / name, scan_model=out)
         build_index(s)
         # Features do not depend on the model: scan with the neutral one.
         pipe = Pipeline.load(s, model=ScanModel.neutral())
-        got, miss = pairs_for(pipe, load_questions(qfile), name)
+        questions = load_questions(qfile)
+        coverage |= {(name, q.id) for q in questions if q.kind == "coverage"}
+        got, miss = pairs_for(pipe, questions, name)
         pairs += got
         absent.update(miss)
         click.echo(f"{name}: {len(got)} question–interview pairs", err=True)
@@ -188,8 +205,16 @@ def calibrate(
                 }
     model = dataclasses.replace(model, report=report)
     model.save(out)
+    ruled = {key for key, gone in absent.items() if gone}
+    ablation = {
+        " - ".join(("all features", *names)): cross_validated(pairs, ruled, coverage, names)
+        for names in ([()] + ablations if ablations else [])
+    }
     if as_json:
-        _emit_json({"out": str(out), "params": model.params(), "report": report})
+        _emit_json(
+            {"out": str(out), "params": model.params(), "report": report}
+            | ({"ablation": ablation} if ablation else {})
+        )
         return
     click.echo(f"Wrote {out} (digest {model.digest})")
     for key, systems in report["splits"].items():
@@ -202,6 +227,13 @@ def calibrate(
             f"{f}={w:+.2f}" for f, w in zip(model.features, model.coef_discusses, strict=True)
         )
     )
+    if ablation:
+        click.echo("Dev questions out of fold (3 x 5-fold by question):")
+    width = max((len(system) for system in ablation), default=0)
+    for system, by_corpus in ablation.items():
+        for corpus_name, figures in by_corpus.items():
+            cells = " ".join(f"{k}={v:.3f}" for k, v in figures.items() if k != "questions")
+            click.echo(f"  {corpus_name + '/dev':<32} {system:<{width}} {cells}")
 
 
 @click.command(name="fit-grouping")

@@ -5,7 +5,8 @@ Labels come from the question sets: an interview in ``gold_interviews`` discusse
 ``gold_touching`` touches, every other searched interview is silent. Regularisation is chosen by
 cross-validation grouped by question, the interview bar by the mean per-question F1 of the
 predicted interview set on the dev split, the question-level bar by a false-abstention budget
-out of fold; the held-out split is only ever reported. Run by ``mlqi-rag calibrate``.
+out of fold; the held-out split is only ever reported (``validation``). Run by
+``mlqi-rag calibrate``.
 """
 
 from __future__ import annotations
@@ -329,58 +330,3 @@ def pairs_for(
                 )
             )
     return pairs, absent
-
-
-# ---- reporting ---------------------------------------------------------------------------------
-
-
-def decisions(
-    pairs: Sequence[Pair], model: ScanModel, absent: dict[tuple[str, str], bool] | None = None
-) -> dict[str, float]:
-    """Per-question figures of a model's interview sets (discusses), as the answer would cite."""
-    x = np.array([p.features for p in pairs], dtype=np.float64)
-    p_d, _ = model.predict(x)
-    by_q: dict[tuple[str, str], list[tuple[Pair, float]]] = {}
-    for pair, prob in zip(pairs, p_d, strict=True):
-        by_q.setdefault((pair.corpus, pair.question_id), []).append((pair, float(prob)))
-    prec, rec, f1, abst, false_abst = [], [], [], [], []
-    for key, rows in by_q.items():
-        gold = {p.interview_id for p, _ in rows if p.label >= 2}
-        qx = np.array([p.features for p, _ in rows], dtype=np.float64)
-        chosen = model.discussing(qx, np.array([pr for _, pr in rows]))
-        pred = {p.interview_id for (p, _), c in zip(rows, chosen, strict=True) if c}
-        p_out = model.p_out_of_scope(question_features(qx, np.array([pr for _, pr in rows])))
-        by_name = bool(model.name_listed(qx).any())
-        if (absent and absent.get(key)) or (not by_name and model.abstains(p_out)):
-            pred = set()
-        answerable = rows[0][0].answerable and bool(gold)
-        if not answerable:
-            abst.append(float(not pred))
-            continue
-        false_abst.append(float(not pred))
-        f1.append(set_f1(pred, gold))
-        if pred:
-            prec.append(len(pred & gold) / len(pred))
-            rec.append(len(pred & gold) / len(gold))
-    return {
-        "questions": len(by_q),
-        "precision": float(np.mean(prec)) if prec else float("nan"),
-        "recall": float(np.mean(rec)) if rec else float("nan"),
-        "set_f1": float(np.mean(f1)) if f1 else float("nan"),
-        "abstention": float(np.mean(abst)) if abst else float("nan"),
-        "false_abstention": float(np.mean(false_abst)) if false_abst else float("nan"),
-    }
-
-
-def single_feature_baseline(pairs: Sequence[Pair], feature: str = "span_max") -> ScanModel:
-    """One feature, one threshold fitted on dev: what the fitted model is compared against."""
-    i = FEATURES.index(feature)
-    n = len(FEATURES)
-    coef = np.zeros(n)
-    coef[i] = 1.0
-    dev = [p for p in pairs if p.split != "heldout"]
-    x = np.array([p.features for p in dev], dtype=np.float64)
-    base = ScanModel(FEATURES, np.zeros(n), np.ones(n), coef, 0.0, coef, 0.0, 0.5, 0.5)
-    p_d, _ = base.predict(x)
-    t = best_threshold(dev, p_d, 2)
-    return ScanModel(FEATURES, np.zeros(n), np.ones(n), coef, 0.0, coef, 0.0, t, t, t)

@@ -32,6 +32,7 @@ from .index import Index
 from .language import french_keywords
 from .question import asks_for_interviews, codes_named, interviews_named, topic_of
 from .retrieval import RetrievalResult
+from .spans import Passages
 from .terms import CorpusTerms, says
 
 Verdict = Literal["discusses", "touches", "silent"]
@@ -238,6 +239,7 @@ class Scanner:
             chunk_sim = np.where(
                 allowed & in_other, np.maximum(chunk_sim, index.vectors @ fv), chunk_sim
             )
+        passage_sim = self._passages.similarity(span_sim)
         prf_sim, fb_rows = self._feedback.dense(span_sim, span_ok, qv)
         prf_kw = self._feedback.lexical(question, fb_rows, allowed)
         best_prf = float(prf_sim.max()) if len(prf_sim) else 0.0
@@ -289,6 +291,7 @@ class Scanner:
                 "span_max": span_max,
                 "span_top3": float(top[:3].mean()),
                 "span_gap": span_max - best_span,
+                "passage_max": float(passage_sim[rows].max()) if len(rows) else -1.0,
                 "prf_max": prf_max,
                 "prf_gap": prf_max - best_prf,
                 "prf_bm25_rel": prf_kw_max / best_prf_kw if best_prf_kw > 0 else 0.0,
@@ -367,6 +370,10 @@ class Scanner:
             and says(source[int(spans.start[rows[i]]) : int(spans.end[rows[i]])], names)
         ]
         return np.array(said[:5]) if said else None
+
+    @cached_property
+    def _passages(self) -> Passages:
+        return Passages.of(self.index.spans)
 
     @cached_property
     def _feedback(self) -> Feedback:
