@@ -156,19 +156,23 @@ def calibrate(
     """Fit the scan's decision model on labelled question–interview pairs (dev split), and
     report it on the held-out split beside a one-feature baseline."""
     from .build import build_index
-    from .calibration import FEATURES, ScanModel, bundled_model_path
+    from .calibration import ScanModel, bundled_model_path
     from .evaluation import load_questions
     from .fitting import fit, pairs_for
     from .pipeline import Pipeline
     from .settings import bundled_corpus
-    from .validation import cross_validated, decisions, single_feature_baseline
+    from .validation import (
+        check_features,
+        cross_validated,
+        decisions,
+        single_feature_baseline,
+    )
 
     ablations = [tuple(f.strip() for f in a.split(",") if f.strip()) for a in ablate]
-    for names in ablations:
-        if unknown := [f for f in names if f not in FEATURES]:
-            raise click.UsageError(
-                f"--ablate: unknown feature {', '.join(unknown)} (one of: {', '.join(FEATURES)})"
-            )
+    try:
+        check_features([f for names in ablations for f in names])
+    except ValueError as exc:
+        raise click.UsageError(f"--ablate: {exc}") from None
 
     if not sets:
         shared = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"

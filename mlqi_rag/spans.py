@@ -171,7 +171,7 @@ class Passages:
     def similarity(self, span_sim: np.ndarray) -> np.ndarray:
         """Each passage's cosine to the question, from its spans' cosines (``span_sim``); a
         span outside the search keeps its value (the whole turn is in or out)."""
-        total = span_sim.astype(np.float64).copy()
+        total = span_sim.astype(np.float64)  # a copy: the spans' own values stay
         n = len(total)
         for k in range(1, self.follows.shape[1] + 1):
             total[: n - k] += span_sim[k:] * self.follows[: n - k, k - 1]

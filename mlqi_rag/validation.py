@@ -19,15 +19,10 @@ from .fitting import Pair, best_threshold, fit, set_f1
 
 
 def decisions(
-    pairs: Sequence[Pair],
-    model: ScanModel,
-    absent: dict[tuple[str, str], bool] | None = None,
-    coverage: Collection[tuple[str, str]] = (),
+    pairs: Sequence[Pair], model: ScanModel, absent: dict[tuple[str, str], bool] | None = None
 ) -> dict[str, float]:
-    """Per-question figures of a model's interview sets (discusses), as the answer would cite;
-    with ``coverage`` (question keys whose gold list is exhaustive), their set F1 and count
-    error too."""
-    return summarise(question_sets(pairs, model, absent), coverage)
+    """Per-question figures of a model's interview sets (discusses), as the answer would cite."""
+    return summarise(question_sets(pairs, model, absent))
 
 
 QuestionSet = tuple[tuple[str, str], bool, set[str], set[str]]  # key, answerable, listed, gold
@@ -120,9 +115,7 @@ def cross_validated(
     ``without`` names features left out; their columns are held constant, which the
     standardised, regularised fit gives no weight (the same as dropping them, with one
     feature order for every model). Seeded, so two runs agree."""
-    unknown = [f for f in without if f not in FEATURES]
-    if unknown:
-        raise ValueError(f"unknown feature(s) {', '.join(unknown)}; features are {FEATURES}")
+    check_features(without)
     drop = [FEATURES.index(f) for f in without]
     dev = [p for p in pairs if p.split != "heldout"]
     if drop:
@@ -143,6 +136,13 @@ def cross_validated(
         corpus: summarise([s for s in sets if s[0][0] == corpus], coverage)
         for corpus in dict.fromkeys(p.corpus for p in dev)
     }
+
+
+def check_features(names: Collection[str]) -> None:
+    """Refuse a feature name the model does not have (``calibrate --ablate`` asks before the
+    minutes of scanning, not after)."""
+    if unknown := [f for f in names if f not in FEATURES]:
+        raise ValueError(f"unknown feature {', '.join(unknown)} (one of: {', '.join(FEATURES)})")
 
 
 def _blank(features: tuple[float, ...], drop: Sequence[int]) -> tuple[float, ...]:
