@@ -101,6 +101,18 @@ def eval_cmd(
         sys.exit(1)
 
 
+def default_sets() -> tuple[tuple[Path, Path], ...]:
+    """The labelled corpora fits are made on: the seeds and the study's 36 transcripts (from
+    ``../shared``, beside the checkout), each with its question file."""
+    from .settings import bundled_corpus
+
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+    return (
+        (bundled_corpus(), Path("eval/questions.jsonl")),
+        (shared / "mlsss-transcripts", Path("eval/questions_mlsss.jsonl")),
+    )
+
+
 def _print_tables(tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -160,7 +172,6 @@ def calibrate(
     from .evaluation import load_questions
     from .fitting import fit, pairs_for
     from .pipeline import Pipeline
-    from .settings import bundled_corpus
     from .validation import (
         check_features,
         cross_validated,
@@ -174,12 +185,7 @@ def calibrate(
     except ValueError as exc:
         raise click.UsageError(f"--ablate: {exc}") from None
 
-    if not sets:
-        shared = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-        sets = (
-            (bundled_corpus(), Path("eval/questions.jsonl")),
-            (shared / "mlsss-transcripts", Path("eval/questions_mlsss.jsonl")),
-        )
+    sets = sets or default_sets()
     out = out or bundled_model_path()
     pairs: list[Any] = []
     absent: dict[tuple[str, str], bool] = {}
@@ -238,87 +244,3 @@ def calibrate(
         for corpus_name, figures in by_corpus.items():
             cells = " ".join(f"{k}={v:.3f}" for k, v in figures.items() if k != "questions")
             click.echo(f"  {corpus_name + '/dev':<32} {system:<{width}} {cells}")
-
-
-@click.command(name="fit-grouping")
-@click.option(
-    "--corpus",
-    type=click.Path(path_type=Path, exists=True),
-    default=None,
-    help="Coded transcripts (default: the study's Delve prints, ../shared/corpus/delve-pdf).",
-)
-@click.option(
-    "--index-dir",
-    type=click.Path(path_type=Path),
-    default=Path("index/calibration/delve-pdf"),
-    show_default=True,
-    help="Where that corpus's index is built.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@one_line_errors
-def fit_grouping(corpus: Path | None, index_dir: Path, as_json: bool) -> None:
-    """Fit how an answer's quotes are clustered into practices, on the researchers' codes:
-    each code family scored held out (adjusted Rand index), beside the setting used before."""
-    from . import grouping
-    from .build import build_index
-    from .index import Index
-
-    if corpus is None:
-        corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "delve-pdf"
-        if not corpus.is_dir():
-            _fail(f"{corpus}: no coded corpus here; pass --corpus")
-            sys.exit(1)
-    s = _settings(corpus=corpus, index_dir=index_dir)
-    build_index(s)
-    index = Index.load(s)
-    fams = grouping.families(index)
-    if not fams:
-        _fail(f"{corpus}: {grouping.NO_FAMILIES}")
-        sys.exit(1)
-    report = grouping.fit(index, fams)
-    if as_json:
-        _emit_json(report)
-    else:
-        rows = [
-            [
-                r["family"],
-                ", ".join(f"{c} ({n})" for c, n in r["codes"].items()),
-                str(r["samples"]),
-                "{turn_weight:g} {linkage} {distance:g}".format(**r["setting"]),
-                f"{r['ari_fitted']:.3f}",
-                f"{r['ari_baseline']:.3f}",
-            ]
-            for r in report["families"]
-        ]
-        held = report["held_out"]
-        rows.append(
-            ["mean", "", "", "", f"{held['ari_fitted']:.3f}", f"{held['ari_baseline']:.3f}"]
-        )
-        _print_tables(
-            [
-                (
-                    "Quote clusters against the researchers' codes (adjusted Rand index, each "
-                    "family held out)",
-                    [
-                        "family",
-                        "codes (paragraphs)",
-                        "samples",
-                        "fitted on the others",
-                        "fitted",
-                        "baseline",
-                    ],
-                    rows,
-                )
-            ]
-        )
-        click.echo(
-            "fitted on all families: {turn_weight:g} {linkage} {distance:g}".format(
-                **report["fitted"]
-            )
-        )
-    if report["fitted"] != report["shipped"]:
-        _fail(
-            "the fitted setting differs from grouping.SHIPPED "
-            f"({report['shipped']}): update it to {report['fitted']}"
-        )
-        sys.exit(1)

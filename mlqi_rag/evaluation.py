@@ -141,8 +141,25 @@ def _first_rank(
     return 0
 
 
-def _retrieved(hits: Iterable[Hit]) -> list[Retrieved]:
+def retrieved_items(hits: Iterable[Hit]) -> list[Retrieved]:
     return [Retrieved(h.chunk.interview_id, h.chunk.text, h.chunk.segments) for h in hits]
+
+
+def quote_locator(index: Any) -> Callable[[str, str], tuple[int, int] | None]:
+    """Where a gold quote sits in its interview's source (None if it is not there verbatim),
+    looked up once per quote."""
+    located: dict[tuple[str, str], tuple[int, int] | None] = {}
+
+    def locate(iv: str, quote: str) -> tuple[int, int] | None:
+        if (iv, quote) not in located:
+            if iv not in index.interviews:
+                located[(iv, quote)] = None
+            else:
+                i = index.source_text(iv).find(quote)
+                located[(iv, quote)] = (i, i + len(quote)) if i >= 0 else None
+        return located[(iv, quote)]
+
+    return locate
 
 
 def retrieval_metrics(
@@ -264,16 +281,7 @@ def run_eval(
     progress: Callable[[str], None] | None = None,
 ) -> EvalRun:
     index = pipeline.index
-    located: dict[tuple[str, str], tuple[int, int] | None] = {}
-
-    def locate(iv: str, quote: str) -> tuple[int, int] | None:
-        if (iv, quote) not in located:
-            if iv not in index.interviews:
-                located[(iv, quote)] = None
-            else:
-                i = index.source_text(iv).find(quote)
-                located[(iv, quote)] = (i, i + len(quote)) if i >= 0 else None
-        return located[(iv, quote)]
+    locate = quote_locator(index)
 
     from .eval_baselines import Baselines
 
@@ -291,7 +299,7 @@ def run_eval(
             "answerable": q.answerable,
         }
         result = pipeline.retriever.retrieve(q.question, k=k, filters=Filters())
-        row["ours"] = retrieval_metrics(_retrieved(result.hits), q, locate)
+        row["ours"] = retrieval_metrics(retrieved_items(result.hits), q, locate)
         if base is not None:
             row["llamaindex"] = retrieval_metrics(base.dense(q.question, k), q, locate)
             row["bm25"] = retrieval_metrics(base.bm25_only(q.question, k), q, locate)
@@ -301,7 +309,7 @@ def run_eval(
         row["answer"] = _answer_metrics(answer, q, index, locate, latency)
         # The passages the answer read (its quotes' turns first): what the scan adds to
         # retrieval. Scored like the retrievers' lists, beside them.
-        row["read"] = retrieval_metrics(_retrieved(answer.passages), q, locate)
+        row["read"] = retrieval_metrics(retrieved_items(answer.passages), q, locate)
         run.rows.append(row)
     run.meta = {
         "engine": engine,

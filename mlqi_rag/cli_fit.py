@@ -1,0 +1,183 @@
+"""``mlqi-rag fit-grouping`` and ``mlqi-rag fit-retrieval``: fitting the constants that were once
+set by hand, each reported on data it was not fitted on beside the setting used before. Both
+exit 1 when the fit disagrees with what the package ships, so a hand edit cannot slip by."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import _emit_json, _fail, _settings, one_line_errors
+from .cli_eval import _print_tables
+
+
+@click.command(name="fit-grouping")
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Coded transcripts (default: the study's Delve prints, ../shared/corpus/delve-pdf).",
+)
+@click.option(
+    "--index-dir",
+    type=click.Path(path_type=Path),
+    default=Path("index/calibration/delve-pdf"),
+    show_default=True,
+    help="Where that corpus's index is built.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors
+def fit_grouping(corpus: Path | None, index_dir: Path, as_json: bool) -> None:
+    """Fit how an answer's quotes are clustered into practices, on the researchers' codes:
+    each code family scored held out (adjusted Rand index), beside the setting used before."""
+    from . import grouping
+    from .build import build_index
+    from .index import Index
+
+    if corpus is None:
+        corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "delve-pdf"
+        if not corpus.is_dir():
+            _fail(f"{corpus}: no coded corpus here; pass --corpus")
+            sys.exit(1)
+    s = _settings(corpus=corpus, index_dir=index_dir)
+    build_index(s)
+    index = Index.load(s)
+    fams = grouping.families(index)
+    if not fams:
+        _fail(f"{corpus}: {grouping.NO_FAMILIES}")
+        sys.exit(1)
+    report = grouping.fit(index, fams)
+    if as_json:
+        _emit_json(report)
+    else:
+        rows = [
+            [
+                r["family"],
+                ", ".join(f"{c} ({n})" for c, n in r["codes"].items()),
+                str(r["samples"]),
+                "{turn_weight:g} {linkage} {distance:g}".format(**r["setting"]),
+                f"{r['ari_fitted']:.3f}",
+                f"{r['ari_baseline']:.3f}",
+            ]
+            for r in report["families"]
+        ]
+        held = report["held_out"]
+        rows.append(
+            ["mean", "", "", "", f"{held['ari_fitted']:.3f}", f"{held['ari_baseline']:.3f}"]
+        )
+        _print_tables(
+            [
+                (
+                    "Quote clusters against the researchers' codes (adjusted Rand index, each "
+                    "family held out)",
+                    [
+                        "family",
+                        "codes (paragraphs)",
+                        "samples",
+                        "fitted on the others",
+                        "fitted",
+                        "baseline",
+                    ],
+                    rows,
+                )
+            ]
+        )
+        click.echo(
+            "fitted on all families: {turn_weight:g} {linkage} {distance:g}".format(
+                **report["fitted"]
+            )
+        )
+    if report["fitted"] != report["shipped"]:
+        _fail(
+            "the fitted setting differs from grouping.SHIPPED "
+            f"({report['shipped']}): update it to {report['fitted']}"
+        )
+        sys.exit(1)
+
+
+@click.command(name="fit-retrieval")
+@click.option(
+    "--set",
+    "sets",
+    nargs=2,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CORPUS QUESTIONS.jsonl (repeatable); default: the seeds and the 36 study transcripts.",
+)
+@click.option(
+    "--index-root",
+    type=click.Path(path_type=Path),
+    default=Path("index/calibration"),
+    show_default=True,
+    help="Where each corpus's index is built.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors
+def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json: bool) -> None:
+    """Fit the retriever's fusion constants on the dev questions (interview recall@10, quote
+    hit@10 and MRR), and report the held-out questions beside the setting used before."""
+    from dataclasses import asdict
+
+    from . import retrieval_fit
+    from .build import build_index
+    from .cli_eval import default_sets
+    from .evaluation import load_questions
+    from .pipeline import Pipeline
+    from .settings import Settings
+
+    fit_sets = []
+    for corpus, qfile in sets or default_sets():
+        s = _settings(corpus=corpus, index_dir=index_root / Path(corpus).name)
+        build_index(s)
+        fit_sets.append(
+            retrieval_fit.FitSet(
+                Path(corpus).name, Pipeline.load(s), tuple(load_questions(Path(qfile)))
+            )
+        )
+    report = retrieval_fit.fit(fit_sets, progress=lambda m: click.echo(m, err=True))
+    defaults = Settings.model_fields
+    shipped = {k: defaults[k].default for k in asdict(retrieval_fit.BASELINE)}
+    report["shipped"] = shipped
+    if as_json:
+        _emit_json(report)
+    else:
+        rows: list[list[str]] = []
+        for split in ("dev", "heldout"):
+            for system in ("chosen", "baseline", "best"):
+                for corpus, f in report[split].get(system, {}).items():
+                    rows.append(
+                        [
+                            f"{corpus}/{split}",
+                            system,
+                            str(f["questions"]),
+                            *(f"{f[m]:.3f}" for m in (*retrieval_fit.METRICS, "score")),
+                        ]
+                    )
+        _print_tables(
+            [
+                (
+                    "Retrieval constants: the pick beside the setting before (held-out never "
+                    "picks)",
+                    ["questions", "setting", "n", *retrieval_fit.METRICS, "mean"],
+                    rows,
+                )
+            ]
+        )
+        click.echo(
+            "best on dev: {} (gain {:+.4f}, one standard error {:.4f}) -> {}".format(
+                retrieval_fit.RetrievalSetting(**report["best"]).label(),
+                report["best_gain"],
+                report["best_gain_se"],
+                "kept the setting before"
+                if report["kept_baseline"]
+                else "chosen: " + retrieval_fit.RetrievalSetting(**report["chosen"]).label(),
+            )
+        )
+    if report["chosen"] != shipped:
+        _fail(
+            f"the fitted retrieval setting {report['chosen']} differs from Settings' defaults "
+            f"{shipped}: update them"
+        )
+        sys.exit(1)
