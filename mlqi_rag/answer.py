@@ -138,9 +138,22 @@ class Draft:
     index: Any = field(repr=False, default=None)
 
     def excerpts(self) -> tuple[Hit, ...]:
-        """Turns holding the chosen quotes first, then the rest of the retrieved passages."""
+        """Turns holding the chosen quotes first, then the rest of the retrieved passages.
+
+        Every interview's best quote comes before any interview's second one: an LLM engine's
+        token budget then reaches more interviews, and a "which interviewees…" answer needs all
+        of them. On the dev questions of the 36 transcripts, the interviews that discuss it
+        found in the first ten excerpts rose 0.765 -> 0.800 (first five 0.659 -> 0.714), gold
+        quotes in them stayed at 0.643 (within 4,000 characters 0.535 -> 0.532); on the seeds'
+        dev questions none of these fell."""
+        nth: dict[str, int] = {}
+        ranked = []
+        for n, q in enumerate(self.quotes):
+            iv = q.citation.interview_id
+            ranked.append((nth.get(iv, 0), n, q))
+            nth[iv] = nth.get(iv, 0) + 1
         first: dict[str, Hit] = {}
-        for q in self.quotes:
+        for _, _, q in sorted(ranked, key=lambda t: t[:2]):
             chunk = self.index.chunks[int(self.index.spans.chunk[q.row])]
             first.setdefault(chunk.id, Hit(chunk=chunk, score=q.score, dense=q.score))
         rest = [h for h in self.result.hits if h.chunk.id not in first]

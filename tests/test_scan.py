@@ -486,8 +486,9 @@ def test_names_the_corpus_does_use_are_not_absent(seed_pipeline: Pipeline) -> No
 
 
 def test_answer_lists_the_passages_it_read(seed_pipeline: Pipeline) -> None:
-    """The turns of its quotes first, strongest interview first, then the other retrieved
-    passages; an abstention read the retrieved ones."""
+    """The turns of its quotes first, strongest interview first and each interview's best
+    quote before any second one, then the other retrieved passages; an abstention read the
+    retrieved ones."""
     engine = seed_pipeline.engine("extractive")
     answer = engine.answer(MISSING)
     assert not answer.abstained
@@ -500,6 +501,12 @@ def test_answer_lists_the_passages_it_read(seed_pipeline: Pipeline) -> None:
         if h.chunk.interview_id == c.interview_id and h.chunk.start <= c.start < h.chunk.end
     }
     assert set(ids[: len(quoted)]) == quoted  # quote turns lead
+    # every interview's best quote before any interview's second (here 32, 35, 32, 35)
+    quoting = [h.chunk.interview_id for h in answer.passages[: len(quoted)]]
+    n = len(set(quoting))
+    assert len(quoting) > n, quoting  # some interview is quoted from two turns
+    assert len(set(quoting[:n])) == n, quoting
+    assert quoting[:n] == list(dict.fromkeys(c.interview_id for c in answer.citations))
     first = answer.passages[0].chunk.interview_id
     assert first == answer.coverage["interviews"][0]
     retrieved = seed_pipeline.retriever.retrieve(MISSING)
