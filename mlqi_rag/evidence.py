@@ -120,11 +120,21 @@ def group_quotes(
     if len(clusters) == 1:
         return [Group("", "all", tuple(quotes))]
     names = grouping.label_clusters(
-        {k: [q.citation.quote for q in v] for k, v in clusters.items()},
+        {k: interview_texts(v) for k, v in clusters.items()},
         question,
         index.document_frequency,
     )
     return _ordered([Group(names[k], "cluster", tuple(v)) for k, v in clusters.items()])
+
+
+def interview_texts(quotes: Sequence[Quote]) -> list[str]:
+    """A group's quotes joined per interview, for naming it: a word one interviewee repeats in
+    two quotes ("funny", twice in interview 40 on Docker) is theirs, not the group's, which
+    is counted in interviewees, as findings are."""
+    texts: dict[str, list[str]] = {}
+    for q in quotes:
+        texts.setdefault(q.citation.interview_id, []).append(q.citation.quote)
+    return [" ".join(t) for t in texts.values()]
 
 
 def _ordered(groups: list[Group]) -> list[Group]:

@@ -273,11 +273,12 @@ def label_clusters(
     document_frequency: Callable[[str], int] | None = None,
     n: int = 3,
 ) -> dict[int, str]:
-    """Each cluster's most distinctive words, from its quotes.
+    """Each cluster's most distinctive words, from its texts (the caller gives one per
+    interview, its quotes joined).
 
-    A word scores by how many of the cluster's quotes say it (a word one quote repeats is that
-    quote's, not the group's), times how rare it is among the clusters (class-based TF-IDF).
-    Ties, which are all there is in a one-quote cluster, go to the word fewer of the corpus's
+    A word scores by how many of the cluster's texts say it (a word one text repeats is that
+    text's, not the group's), times how rare it is among the clusters (class-based TF-IDF).
+    Ties, which are all there is in a one-text cluster, go to the word fewer of the corpus's
     passages use (``document_frequency`` of its stem, ``Index.document_frequency``), not to the
     alphabet: "model" says little in interviews about ML, "imputed" a lot.
     Inflections count as one word, shown as said most often ("dropped", "drop" → "drop" if

@@ -158,3 +158,30 @@ def test_answer_json_and_panel_show_the_groups(mlsss_pipeline) -> None:  # type:
         assert f'data-label="{render.esc(g["label"])}"' in section
         shown = re.findall(r'data-interview="(\d+)"', section)
         assert shown == [answer.citations[i].interview_id for i in g["quotes"]]
+
+
+def test_a_group_is_named_by_what_its_interviewees_say_not_one_of_them() -> None:
+    """Interview 40 says "funny" in three quotes on Docker; two interviewees say "Kubernetes".
+    Counted per quote, "funny" would name the group; counted per interviewee, it does not."""
+    from mlqi_rag.evidence import Quote, interview_texts
+    from mlqi_rag.types import Citation
+
+    def quote(iv: str, text: str) -> Quote:
+        return Quote(Citation(iv, "", "P", "participant", 1, text, "x.txt", 0, len(text)), 0, 1.0)
+
+    docker = [
+        quote("40", "It was funny, the infrastructure team did not know it."),
+        quote("40", "Funny, they said we don't use it."),
+        quote("40", "A funny meeting."),
+        quote("32", "It deploys on a Kubernetes cluster."),
+        quote("43", "Part of a Kubernetes setup on the server."),
+    ]
+    other = [quote("16", "Before that we had version dependency issues.")]
+    per_quote = label_clusters(
+        {0: [q.citation.quote for q in docker], 1: [q.citation.quote for q in other]}
+    )
+    assert per_quote[0].startswith("funny")  # what the old naming gave
+    names = label_clusters({0: interview_texts(docker), 1: interview_texts(other)})
+    assert names[0].startswith("kubernetes"), names
+    assert interview_texts(docker)[0].count("unny") == 3  # one text per interview, all quotes
+    assert len(interview_texts(docker)) == 3
