@@ -17,19 +17,17 @@ the same folder, then a rename), and neither ever written into a transcript:
 Both live in ``<index dir>/review/``; when the index directory is read-only (an archived study on
 a shared disk), in a per-user state directory instead:
 ``$XDG_STATE_HOME/mlqi-rag/<hash of the index path>`` (``~/.local/state/...`` by default).
-``review_files`` decides which, and keeps the suggestions cache; this module keeps the decisions.
+``review_files`` decides which, and keeps the suggestions cache; ``review_decisions`` reads and
+writes the decisions file; this module keeps the store that joins them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import inspect
-import json
 import logging
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,7 +35,9 @@ from typing import Any
 
 from .errors import MlqiError, SourceChangedError, printable
 from .index import Index
-from .review_files import FORMAT, ReviewFiles, SuggestionCache, atomic_write, utc_now
+from .review_decisions import DECISIONS_FILE as DECISIONS_FILE
+from .review_decisions import DecisionFile
+from .review_files import ReviewFiles, SuggestionCache, atomic_write, utc_now
 from .review_items import (
     ACCEPTED,
     PENDING,
@@ -52,9 +52,6 @@ from .suggest import DEFAULT_MIN_CONFIDENCE, Suggestion
 from .types import interview_order
 
 log = logging.getLogger(__name__)
-
-DECISIONS_FILE = "decisions.json"
-
 
 # ---- the store ----------------------------------------------------------------------------------
 
@@ -76,8 +73,6 @@ class ReviewStore:
     _compute_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _suggestions: list[Suggestion] | None = field(default=None, repr=False)
     _rare: dict[str, int] = field(default_factory=dict, repr=False)
-    _decisions: dict[str, Decision] = field(default_factory=dict, repr=False)
-    _stamp: tuple[str, int, int] | None = field(default=None, repr=False)
 
     @cached_property
     def files(self) -> ReviewFiles:
@@ -143,80 +138,14 @@ class ReviewStore:
 
     # -- decisions --------------------------------------------------------------------------------
 
-    def _decisions_path(self) -> Path | None:
-        """The decisions file to read: the write location's, else the other one's."""
-        for d in self.files.read_dirs():
-            if (d / DECISIONS_FILE).is_file():
-                return d / DECISIONS_FILE
-        return None
-
-    def _load_decisions(self, path: Path) -> dict[str, Decision]:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            rows = [Decision.from_dict(d) for d in data["decisions"]]
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise MlqiError(
-                f"cannot read the review decisions in {printable(str(path))} ({exc}); "
-                "move the file away to start over"
-            ) from exc
-        return {d.id: d for d in rows}
+    @cached_property
+    def _file(self) -> DecisionFile:
+        return DecisionFile(self.files)
 
     def decisions(self) -> dict[str, Decision]:
         """Every decision by suggestion id; re-read when the file changed on disk."""
         with self._lock:
-            path = self._decisions_path()
-            if path is None:
-                self._decisions, self._stamp = {}, None
-                return {}
-            try:
-                st = path.stat()
-                stamp = (str(path), st.st_mtime_ns, st.st_size)
-            except OSError:
-                stamp = None
-            if stamp is None or stamp != self._stamp:
-                self._decisions = self._load_decisions(path)
-                self._stamp = stamp
-            return dict(self._decisions)
-
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[Path]:
-        d = self.files.ensure_dir()
-        try:
-            fh = open(d / ".decisions.lock", "w")
-        except OSError as exc:
-            raise MlqiError(
-                f"cannot save review decisions in {printable(str(d))} ({exc.strerror or exc})"
-            ) from exc
-        with fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            yield d
-
-    def _save(self, d: Path, decisions: dict[str, Decision]) -> None:
-        doc = {
-            "format": FORMAT,
-            "note": "Review decisions on suggested codes (mlqi-rag review); never transcripts.",
-            "decisions": [
-                decisions[k].to_dict()
-                for k in sorted(
-                    decisions,
-                    key=lambda k: (
-                        interview_order(decisions[k].interview_id),
-                        decisions[k].start,
-                        decisions[k].code,
-                    ),
-                )
-            ],
-        }
-        path = d / DECISIONS_FILE
-        try:
-            atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
-        except OSError as exc:
-            raise MlqiError(
-                f"cannot save review decisions in {printable(str(d))} ({exc.strerror or exc})"
-            ) from exc
-        self._stamp = None  # re-read (and re-stamp) on the next look
+            return self._file.read()
 
     # -- items ------------------------------------------------------------------------------------
 
@@ -319,9 +248,8 @@ class ReviewStore:
             if why or (not it.suggested and it.stale):
                 raise MlqiError(f"suggestion {i} cannot be decided: {why or it.stale}")
         stamp = now or utc_now()
-        with self._lock, self._file_lock() as d:
-            self._stamp = None
-            current = self.decisions()
+        with self._lock, self._file.locked() as d:
+            current = self._file.read(fresh=True)
             for i in wanted:
                 it = by_id[i]
                 if status == PENDING:
@@ -339,7 +267,7 @@ class ReviewStore:
                     stamp,
                     self.index.interviews[it.interview_id].sha256,
                 )
-            self._save(d, current)
+            self._file.save(d, current)
         after = {it.id: it for it in self.items()}
         return [after[i] for i in wanted if i in after]
 

@@ -428,3 +428,55 @@ def html_unescape(text: str) -> str:
     import html
 
     return html.unescape(text)
+
+
+def test_two_processes_deciding_keep_each_others_decisions(tmp_path: Path) -> None:
+    """The app and the CLI hold their own ``DecisionFile`` on one folder: a write by one is
+    read back by the other (the file changed on disk), and writes made under the lock on what
+    was read fresh inside it lose nothing, three processes racing."""
+    import multiprocessing
+
+    from mlqi_rag.errors import MlqiError
+    from mlqi_rag.review_decisions import DECISIONS_FILE, DecisionFile
+    from mlqi_rag.review_files import ReviewFiles
+
+    app = DecisionFile(ReviewFiles(tmp_path, tmp_path / "state"))
+    cli = DecisionFile(ReviewFiles(tmp_path, tmp_path / "state"))
+    assert app.read() == {} and cli.read() == {}
+    _decide(app, 1)
+    assert set(cli.read()) == {_decision(1).id}  # read back: the file changed
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_decide_often, args=(tmp_path, n)) for n in (2, 3, 4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert set(app.read()) == {_decision(n).id for n in (1, 2, 3, 4)}
+
+    (tmp_path / "review" / DECISIONS_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(MlqiError, match=r"cannot read the review decisions in .*decisions\.json"):
+        cli.read()
+
+
+def _decision(n: int) -> Any:
+    from mlqi_rag.review_items import Decision
+
+    return Decision("7", n, n * 10, n * 10 + 5, "Data-missing", "t", 0.9, "accepted", "now", "s")
+
+
+def _decide(f: Any, n: int) -> None:
+    with f.locked() as d:
+        current = f.read(fresh=True)
+        current[_decision(n).id] = _decision(n)
+        f.save(d, current)
+
+
+def _decide_often(root: Path, n: int) -> None:
+    from mlqi_rag.review_decisions import DecisionFile
+    from mlqi_rag.review_files import ReviewFiles
+
+    f = DecisionFile(ReviewFiles(root, root / "state"))
+    for _ in range(20):  # many small writes, racing the other processes
+        _decide(f, n)
