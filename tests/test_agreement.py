@@ -27,7 +27,6 @@ from mlqi_rag.types import Interview, Paragraph, Turn
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def _interview(iid: str, a: dict[int, tuple[str, ...]], b: dict[int, tuple[str, ...]]) -> Interview:
     """Ten participant paragraphs coded by A and B (paragraph number -> codes), one interviewer
     paragraph coded by A only (never a unit), and a moderation coder (left out by default)."""

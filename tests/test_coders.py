@@ -15,7 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 PLAIN = ("Interview 2", "Interview 7", "Interview 12", "Interview 32 - PO", "Interview 35")
 
 
-
 @pytest.fixture(scope="session")
 def pdf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache for the session: each print is parsed once, whichever test file asks first."""

@@ -19,7 +19,6 @@ from mlqi_rag.transcripts import parse_file
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def _print(d: Path, interview: str, coder: str, folder: str = "codings") -> Path:
     return d / folder / f"2023-06-04-Interview {interview} - {coder}.pdf"
 
