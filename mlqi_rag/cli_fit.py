@@ -1,6 +1,6 @@
-"""``mlqi-rag fit-grouping`` and ``mlqi-rag fit-retrieval``: fitting the constants that were once
-set by hand, each reported on data it was not fitted on beside the setting used before. Both
-exit 1 when the fit disagrees with what the package ships, so a hand edit cannot slip by."""
+"""``mlqi-rag fit-grouping``, ``fit-retrieval`` and ``fit-quotes``: fitting the constants that
+were once set by hand, each reported on data it was not fitted on beside the setting used before.
+Each exits 1 when the fit disagrees with what the package ships, so a hand edit cannot slip by."""
 
 from __future__ import annotations
 
@@ -179,5 +179,81 @@ def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json
         _fail(
             f"the fitted retrieval setting {report['chosen']} differs from Settings' defaults "
             f"{shipped}: update them"
+        )
+        sys.exit(1)
+
+
+@click.command(name="fit-quotes")
+@click.option(
+    "--set",
+    "sets",
+    nargs=2,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CORPUS QUESTIONS.jsonl (repeatable); default: the seeds and the 36 study transcripts.",
+)
+@click.option(
+    "--index-root",
+    type=click.Path(path_type=Path),
+    default=Path("index/calibration"),
+    show_default=True,
+    help="Where each corpus's index is built.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors
+def fit_quotes(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json: bool) -> None:
+    """Fit how an interview's quote is chosen among its spans, on the dev questions' gold
+    quotes, and report the held-out ones beside the weights used before."""
+    from dataclasses import asdict
+
+    from . import quote_choice
+    from .build import build_index
+    from .cli_eval import default_sets
+    from .evaluation import load_questions
+    from .pipeline import Pipeline
+
+    pipelines, cases = {}, []
+    for corpus, qfile in sets or default_sets():
+        name = Path(corpus).name
+        s = _settings(corpus=corpus, index_dir=index_root / name)
+        build_index(s)
+        pipelines[name] = Pipeline.load(s)
+        cases += quote_choice.cases_for(pipelines[name], load_questions(Path(qfile)), name)
+    report = quote_choice.fit(pipelines, cases, progress=lambda m: click.echo(m, err=True))
+    report["shipped"] = asdict(quote_choice.SHIPPED)
+    if as_json:
+        _emit_json(report)
+    else:
+        rows = [
+            [f"{corpus}/{split}", system, str(f["cases"]), f"{f['hit']:.3f}"]
+            + [f"{f['quotes_per_interview']:.2f}"]
+            for split in ("dev", "heldout")
+            for system in ("chosen", "baseline")
+            for corpus, f in report[split][system].items()
+        ]
+        _print_tables(
+            [
+                (
+                    "Quote choice: gold quotes shown, given the interview is cited (held-out "
+                    "never picks)",
+                    ["cases", "weights", "n", "gold quote hit", "quotes per interview"],
+                    rows,
+                )
+            ]
+        )
+        click.echo(
+            "best on dev: {} (gain {:+.4f}, one standard error {:.4f}) -> {}".format(
+                quote_choice.QuoteWeights(**report["best"]).label(),
+                report["best_gain"],
+                report["best_gain_se"],
+                "kept the weights before"
+                if report["kept_baseline"]
+                else "chosen: " + quote_choice.QuoteWeights(**report["chosen"]).label(),
+            )
+        )
+    if report["chosen"] != report["shipped"]:
+        _fail(
+            f"the fitted quote weights {report['chosen']} differ from quote_choice.SHIPPED "
+            f"{report['shipped']}: update it"
         )
         sys.exit(1)

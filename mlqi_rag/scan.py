@@ -31,13 +31,12 @@ from .feedback import Feedback
 from .index import Index
 from .language import french_keywords
 from .question import asks_for_interviews, codes_named, interviews_named, topic_of
+from .quote_choice import SHIPPED, QuoteWeights, components
 from .retrieval import RetrievalResult
 from .spans import Passages
 from .terms import CorpusTerms, says
 
 Verdict = Literal["discusses", "touches", "silent"]
-QUOTE_SPAN_WEIGHT = 0.65  # fitted on the seed dev questions (issue 4), kept
-QUOTE_CODE_BONUS = 0.05  # likewise
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,11 @@ class InterviewEvidence:
     features: dict[str, float]
     spans: tuple[int, ...]  # rows of the index's span table, best first
     span_scores: tuple[float, ...]
+    # every quotable span (rows) and its quote components (``quote_choice``), for refitting
+    candidates: tuple[np.ndarray, np.ndarray] = field(
+        default=(np.zeros(0, np.int64), np.zeros((0, 4))), repr=False, compare=False
+    )
+    quoted_names: tuple[str, ...] = ()  # quoted saying one of these (a "which mention X?")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +120,7 @@ class Scanner:
     index: Index
     embedder: Embedder
     model: ScanModel
+    quote_weights: QuoteWeights = SHIPPED
     _fr_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ---- what the index gives once ---------------------------------------------------------
@@ -169,12 +174,12 @@ class Scanner:
                 if p_t[i] >= min(self.model.t_touches, bar)
                 else "silent"
             )
-            rows, scores = self._best_quotes(iv, *quotes[iv], asked if listed[i] else ())
-            evidence.append(
-                InterviewEvidence(
-                    iv, verdict, float(p_d[i]), float(p_t[i]), features[iv], rows, scores
-                )
-            )
+            said = tuple(asked) if listed[i] else ()
+            scored = self.quote_weights.score(quotes[iv][1])
+            best = self.best_quotes(iv, quotes[iv][0], scored, said)
+            p = (float(p_d[i]), float(p_t[i]))
+            ev = InterviewEvidence(iv, verdict, *p, features[iv], *best, quotes[iv], said)
+            evidence.append(ev)
         evidence.sort(key=lambda e: -e.p_discusses)
         p_out = self.model.p_out_of_scope(question_features(x, p_d)) if len(names) else 0.0
         return Scan(
@@ -268,20 +273,18 @@ class Scanner:
             cmask = (chunk_iv == pos) & allowed
             sims = span_sim[rows] if len(rows) else np.array([-1.0])
             top = np.sort(sims)[::-1][:5]
-            if len(rows):
-                # The quote: a disfluent sentence is often the answer to a well-matched turn,
-                # so a span's own similarity is mixed with its turn's (weights from issue 4).
-                quote = (
-                    QUOTE_SPAN_WEIGHT * sims
-                    + (1 - QUOTE_SPAN_WEIGHT) * chunk_sim[spans.chunk[rows]]
-                )
-                if named_codes:  # researchers coded it with what the question names
-                    quote = quote + QUOTE_CODE_BONUS * np.array(
-                        [bool(named_codes & set(index.chunks[c].codes)) for c in spans.chunk[rows]]
-                    )
-                quotes[iv] = (rows, quote)
-            else:
-                quotes[iv] = (rows, np.zeros(0))
+            # What the quote is chosen by (``quote_choice``): the span, its turn in meaning and
+            # in words, and codes the question names.
+            turns = spans.chunk[rows]
+            coded = (
+                np.array([bool(named_codes & set(index.chunks[c].codes)) for c in turns])
+                if named_codes and len(rows)
+                else np.zeros(len(rows))
+            )
+            quotes[iv] = (
+                rows,
+                components(span_sim[rows], chunk_sim[turns], keyword[turns], coded),
+            )
             span_max = float(top[0])
             prf_max = float(prf_sim[rows].max()) if len(rows) else -1.0
             prf_kw_max = float(prf_kw[cmask].max()) if cmask.any() else 0.0
@@ -336,7 +339,7 @@ class Scanner:
                 out[iv][name.replace("_max", "_z")] = (out[iv][name] - mu) / sd if sd > 0 else 0.0
         return out, quotes
 
-    def _best_quotes(
+    def best_quotes(
         self, interview_id: str, rows: np.ndarray, quote: np.ndarray, names: Sequence[str]
     ) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """The interview's five best spans (rows of the span table) and their quote scores;
