@@ -224,7 +224,11 @@ class BaseEngine:
             "p_out_of_scope": round(scan.p_out_of_scope, 4),
         }
         quotes = (
-            [q for e in scan.discussing for q in quotes_for(index, e)]
+            [
+                q
+                for e in scan.discussing
+                for q in quotes_for(index, e, self.pipeline.scanner.quote_weights.margin)
+            ]
             if not scan.out_of_scope
             else []
         )

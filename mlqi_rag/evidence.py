@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from . import grouping
 from .errors import SourceChangedError
 from .index import Index
+from .quote_choice import SHIPPED
 from .quotes import citation
 from .scan import InterviewEvidence, Scan
 from .types import Citation
 
-SECOND_QUOTE_MARGIN = 0.08  # a second quote from one interview only if nearly as strong
 MIN_GROUPING = 3  # fewer quoting interviews than this are listed, not grouped
 
 
@@ -64,14 +64,20 @@ def _overlaps(a: Citation, b: Citation) -> bool:
     return a.interview_id == b.interview_id and a.start < b.end and b.start < a.end
 
 
-def quotes_for(index: Index, evidence: InterviewEvidence, per_interview: int = 2) -> list[Quote]:
-    """The interview's best span, plus a second one when it is nearly as strong."""
+def quotes_for(
+    index: Index,
+    evidence: InterviewEvidence,
+    margin: float = SHIPPED.margin,
+    per_interview: int = 2,
+) -> list[Quote]:
+    """The interview's best span, plus a second one when it scores within ``margin`` of it
+    (``quote_choice.QuoteWeights.margin``)."""
     out: list[Quote] = []
     if not evidence.span_scores:
         return out
     best = evidence.span_scores[0]
     for row, score in zip(evidence.spans, evidence.span_scores, strict=True):
-        if len(out) == per_interview or score < best - SECOND_QUOTE_MARGIN:
+        if len(out) == per_interview or score < best - margin:
             break
         c = cite_row(index, row)
         if c is not None and not any(_overlaps(c, q.citation) for q in out):

@@ -9,7 +9,8 @@ Once the scan decides an interview discusses a question, the answer quotes its b
   turn (the rare words a researcher asks by: "Kubernetes", "imputation"),
 - ``coded``: its turn carries a code the question names.
 
-``QuoteWeights.score`` is their weighted sum. ``fit`` chooses the span and keyword weights on
+``QuoteWeights.score`` is their weighted sum; a second quote is shown when it scores within
+``margin`` of the interview's best. ``fit`` chooses the span and keyword weights and the margin on
 the dev questions' gold quotes: a case is a gold quote in an interview the answer cites, hit
 when a quote the answer would show overlaps it. Each corpus counts once. A grid point replaces
 the weights used before (``BASELINE``) only when it hits more by over one standard error of the
@@ -35,6 +36,8 @@ COMPONENTS = ("span", "turn", "turn_keyword", "coded")
 class QuoteWeights:
     span: float  # the span's own similarity; its turn's gets 1 - span
     keyword: float  # the turn's BM25, relative to the interview's best turn
+    # a second quote from one interview only if it scores within this of the best
+    margin: float = 0.08
     code_bonus: float = 0.05  # a code the question names (fitted on the seeds, issue 4)
 
     def score(self, components: np.ndarray) -> np.ndarray:
@@ -43,15 +46,15 @@ class QuoteWeights:
         return np.asarray(components @ w, dtype=np.float64)
 
     def label(self) -> str:
-        return f"span={self.span:g} keyword={self.keyword:g}"
+        return f"span={self.span:g} keyword={self.keyword:g} margin={self.margin:g}"
 
 
 BASELINE = QuoteWeights(span=0.65, keyword=0.0)  # fitted on the seeds' dev questions (issue 4)
-SHIPPED = QuoteWeights(span=0.9, keyword=0.2)
+SHIPPED = QuoteWeights(span=0.9, keyword=0.2, margin=0.12)
 GRID = tuple(
-    QuoteWeights(round(float(s), 2), k)
-    for s, k in itertools.product(
-        np.arange(0.3, 1.001, 0.05), (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+    QuoteWeights(round(float(s), 2), k, m)
+    for s, k, m in itertools.product(
+        np.arange(0.5, 1.001, 0.05), (0.0, 0.1, 0.2, 0.3, 0.4), (0.04, 0.08, 0.12, 0.16)
     )
 )
 
@@ -112,7 +115,7 @@ def shown(pipeline: Any, case: Case, weights: QuoteWeights) -> list[Any]:
     order, scores = pipeline.scanner.best_quotes(
         e.interview_id, rows, weights.score(comps), e.quoted_names
     )
-    return quotes_for(pipeline.index, replace(e, spans=order, span_scores=scores))
+    return quotes_for(pipeline.index, replace(e, spans=order, span_scores=scores), weights.margin)
 
 
 def _hits(pipelines: dict[str, Any], cases: Sequence[Case], w: QuoteWeights) -> np.ndarray:

@@ -75,9 +75,9 @@ def test_the_shipped_quote_weights_are_what_the_fit_picks(
     seed_pipeline: Any, mlsss_pipeline: Any
 ) -> None:
     """``quote_choice.SHIPPED`` is the fit's pick on the real dev gold quotes, as ``mlqi-rag
-    fit-quotes`` makes it (which exits 1 otherwise). Weighing the turn's BM25 in shows fewer
-    quotes per interview on both corpora's held-out questions and hits more of the 36
-    transcripts' held-out gold quotes (0.391 against 0.348)."""
+    fit-quotes`` makes it (which exits 1 otherwise). Weighing the turn's BM25 in, with a wider
+    margin for a second quote, shows no more quotes per interview on either corpus's held-out
+    questions and hits more of the 36 transcripts' held-out gold quotes (0.413 against 0.348)."""
     pipelines = {"seeds": seed_pipeline, "mlsss": mlsss_pipeline}
     cases = quote_choice.cases_for(
         seed_pipeline, load_questions(EVAL / "questions.jsonl"), "seeds"
@@ -91,6 +91,27 @@ def test_the_shipped_quote_weights_are_what_the_fit_picks(
     held = report["heldout"]
     for corpus in pipelines:
         chosen, before = held["chosen"][corpus], held["baseline"][corpus]
-        assert chosen["quotes_per_interview"] < before["quotes_per_interview"], held
+        assert chosen["quotes_per_interview"] <= before["quotes_per_interview"], held
         assert chosen["hit"] >= before["hit"], held
-    assert held["chosen"]["mlsss"]["hit"] > held["baseline"]["mlsss"]["hit"] + 0.02, held
+    assert held["chosen"]["mlsss"]["hit"] > held["baseline"]["mlsss"]["hit"] + 0.04, held
+
+
+def test_a_second_quote_needs_to_score_within_the_margin(seed_pipeline: Any) -> None:
+    from dataclasses import replace
+
+    from mlqi_rag.evidence import quotes_for
+
+    result = seed_pipeline.retriever.retrieve("How do teams deal with noisy labels?")
+    scan = seed_pipeline.scanner.scan(result, result.query_vector)
+    e = scan.discussing[0]
+    assert len(e.spans) >= 2
+    rows, comps = e.candidates
+    assert len(rows) == len(comps) > len(e.spans)  # every quotable span, kept for refitting
+    apart = replace(e, span_scores=(0.5, 0.4, *e.span_scores[2:]))
+    index = seed_pipeline.index
+    assert len(quotes_for(index, apart, margin=0.08)) == 1
+    two = quotes_for(index, apart, margin=0.12)
+    assert [q.row for q in two] == list(e.spans[:2])
+    assert all(q.citation.interview_id == e.interview_id for q in two)
+    assert quotes_for(index, apart) == two  # the shipped margin is 0.12
+    assert SHIPPED.margin == 0.12
