@@ -101,6 +101,26 @@ def eval_cmd(
         sys.exit(1)
 
 
+def labelled_sets_options(f: Any) -> Any:
+    """``--set CORPUS QUESTIONS`` (repeatable) and ``--index-root``: what every fit is made on."""
+    f = click.option(
+        "--index-root",
+        type=click.Path(path_type=Path),
+        default=Path("index/calibration"),
+        show_default=True,
+        help="Where each corpus's index is built.",
+    )(f)
+    return click.option(
+        "--set",
+        "sets",
+        nargs=2,
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="CORPUS QUESTIONS.jsonl (repeatable); default: the seeds and the 36 study "
+        "transcripts.",
+    )(f)
+
+
 def default_sets() -> tuple[tuple[Path, Path], ...]:
     """The labelled corpora fits are made on: the seeds and the study's 36 transcripts (from
     ``../shared``, beside the checkout), each with its question file."""
@@ -128,21 +148,7 @@ def _print_tables(tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
 
 
 @click.command()
-@click.option(
-    "--set",
-    "sets",
-    nargs=2,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="CORPUS QUESTIONS.jsonl (repeatable); default: the seeds and the 36 study transcripts.",
-)
-@click.option(
-    "--index-root",
-    type=click.Path(path_type=Path),
-    default=Path("index/calibration"),
-    show_default=True,
-    help="Where each corpus's index is built.",
-)
+@labelled_sets_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .cli import _emit_json, _fail, _settings, one_line_errors
-from .cli_eval import _print_tables
+from .cli_eval import _print_tables, labelled_sets_options
 
 
 @click.command(name="fit-grouping")
@@ -98,21 +98,7 @@ def fit_grouping(corpus: Path | None, index_dir: Path, as_json: bool) -> None:
 
 
 @click.command(name="fit-retrieval")
-@click.option(
-    "--set",
-    "sets",
-    nargs=2,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="CORPUS QUESTIONS.jsonl (repeatable); default: the seeds and the 36 study transcripts.",
-)
-@click.option(
-    "--index-root",
-    type=click.Path(path_type=Path),
-    default=Path("index/calibration"),
-    show_default=True,
-    help="Where each corpus's index is built.",
-)
+@labelled_sets_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @one_line_errors
 def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json: bool) -> None:
@@ -184,21 +170,7 @@ def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json
 
 
 @click.command(name="fit-quotes")
-@click.option(
-    "--set",
-    "sets",
-    nargs=2,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="CORPUS QUESTIONS.jsonl (repeatable); default: the seeds and the 36 study transcripts.",
-)
-@click.option(
-    "--index-root",
-    type=click.Path(path_type=Path),
-    default=Path("index/calibration"),
-    show_default=True,
-    help="Where each corpus's index is built.",
-)
+@labelled_sets_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @one_line_errors
 def fit_quotes(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json: bool) -> None:

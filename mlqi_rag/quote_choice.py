@@ -22,12 +22,13 @@ both and never pick. ``mlqi-rag fit-quotes`` runs it and fails when ``SHIPPED`` 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+
+from .fit_rule import decision, pick
 
 COMPONENTS = ("span", "turn", "turn_keyword", "coded")
 
@@ -156,15 +157,11 @@ def fit(
 
     allowed = [w for w in points if mean(w, 1) <= mean(baseline, 1) + 1e-9]
     best = max(allowed, key=lambda w: (mean(w, 0), w == baseline))
-    diff, var = 0.0, 0.0
-    for name in corpora:
-        if not len(dev[name]):
-            continue
-        d = got[best][name][:, 0] - got[baseline][name][:, 0]
-        diff += float(d.mean()) / len(corpora)
-        var += float(d.var(ddof=1) if len(d) > 1 else 0.0) / len(d) / len(corpora) ** 2
-    se = math.sqrt(var)
-    chosen = best if diff > se else baseline
+    chosen, diff, se = pick(
+        best,
+        baseline,
+        [got[best][n][:, 0] - got[baseline][n][:, 0] for n in corpora if len(dev[n])],
+    )
 
     def figures(w: QuoteWeights, split: str) -> dict[str, dict[str, float]]:
         out = {}
@@ -180,12 +177,7 @@ def fit(
         return out
 
     return {
-        "best": asdict(best),
-        "best_gain": round(diff, 4),
-        "best_gain_se": round(se, 4),
-        "chosen": asdict(chosen),
-        "baseline": asdict(baseline),
-        "kept_baseline": chosen == baseline,
+        **decision(best, baseline, chosen, diff, se),
         "grid_points": len(points),
         "dev": {"chosen": figures(chosen, "dev"), "baseline": figures(baseline, "dev")},
         "heldout": {"chosen": figures(chosen, "heldout"), "baseline": figures(baseline, "heldout")},

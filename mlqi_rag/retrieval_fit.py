@@ -22,7 +22,6 @@ a slow test checks.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .evaluation import Question, quote_locator, retrieval_metrics, retrieved_items
+from .fit_rule import decision, pick
 from .retrieval import Filters, Retriever
 
 METRICS = ("interview_recall@10", "quote_hit@10", "mrr")
@@ -117,20 +117,19 @@ def fit(
         return float(np.mean([_mean_of(scores[point][fs.name], "score") for fs in sets]))
 
     best = max(points, key=lambda p: (objective(p), p == baseline))
-    # Paired per-question differences, each corpus weighted 1 / (number of corpora).
-    diff, var = 0.0, 0.0
-    for fs in sets:
-        d = np.array(
-            [
-                scores[best][fs.name][qid]["score"] - scores[baseline][fs.name][qid]["score"]
-                for qid in scores[baseline][fs.name]
-            ]
-        )
-        if len(d):
-            diff += float(d.mean()) / len(sets)
-            var += float(d.var(ddof=1) if len(d) > 1 else 0.0) / len(d) / len(sets) ** 2
-    se = math.sqrt(var)
-    chosen = best if diff > se else baseline
+    chosen, diff, se = pick(
+        best,
+        baseline,
+        [
+            np.array(
+                [
+                    scores[best][fs.name][qid]["score"] - scores[baseline][fs.name][qid]["score"]
+                    for qid in scores[baseline][fs.name]
+                ]
+            )
+            for fs in sets
+        ],
+    )
 
     def figures(point: RetrievalSetting, split: str) -> dict[str, dict[str, float]]:
         out = {}
@@ -148,12 +147,7 @@ def fit(
     return {
         "metrics": list(METRICS),
         "grid_points": len(points),
-        "best": asdict(best),
-        "best_gain": round(diff, 4),
-        "best_gain_se": round(se, 4),
-        "chosen": asdict(chosen),
-        "baseline": asdict(baseline),
-        "kept_baseline": chosen == baseline,
+        **decision(best, baseline, chosen, diff, se),
         "dev": {
             "chosen": figures(chosen, "dev"),
             "baseline": figures(baseline, "dev"),

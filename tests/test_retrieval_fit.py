@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from mlqi_rag import retrieval_fit
@@ -114,3 +115,17 @@ def test_the_shipped_retrieval_settings_are_what_the_fit_picks(
     mlsss, before = held["chosen"]["mlsss"], held["baseline"]["mlsss"]
     assert mlsss["quote_hit@10"] >= before["quote_hit@10"] + 0.05, held
     assert mlsss["interview_recall@10"] >= before["interview_recall@10"], held
+
+
+def test_the_gain_weighs_each_corpus_once_and_its_error_is_the_paired_one() -> None:
+    from mlqi_rag.fit_rule import paired_gain, pick
+
+    big, small = np.full(100, 0.02), np.array([0.5, 0.3])
+    gain, se = paired_gain([big, small, np.zeros(0)])  # an empty corpus is left out
+    assert gain == pytest.approx((0.02 + 0.4) / 2)
+    assert se == pytest.approx(np.sqrt(np.var(small, ddof=1) / 2) / 2)
+    assert pick("best", "before", [big, small])[0] == "best"
+    noisy = np.array([1.0, -0.9, 1.0, -0.9])  # mean 0.05, standard error 0.548
+    chosen, gain, se = pick("best", "before", [noisy])
+    assert chosen == "before" and gain == pytest.approx(0.05) and se == pytest.approx(0.5485, 1e-3)
+    assert paired_gain([]) == (0.0, 0.0)
