@@ -71,12 +71,17 @@ class FitSet:
 
 
 def question_scores(
-    pipeline: Any, questions: Sequence[Question], setting: RetrievalSetting
+    pipeline: Any,
+    questions: Sequence[Question],
+    setting: RetrievalSetting,
+    locate: Callable[[str, str], tuple[int, int] | None] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per answerable question: the three figures and their mean (``score``) under ``setting``."""
+    """Per answerable question: the three figures and their mean (``score``) under ``setting``.
+    ``locate`` finds the gold quotes in the sources (``evaluation.quote_locator``); a fit passes
+    one per corpus, so each quote is looked up once, not once per grid point."""
     s = pipeline.settings.model_copy(update=asdict(setting))
     retriever = Retriever(pipeline.index, pipeline.retriever.embedder, s)
-    locate = quote_locator(pipeline.index)
+    locate = locate or quote_locator(pipeline.index)
     out = {}
     for q in questions:
         if not q.answerable:
@@ -107,11 +112,15 @@ def fit(
     held-out figures of the pick and of ``baseline``."""
     points = list(dict.fromkeys([baseline, *grid]))
     dev = {fs.name: _split(fs, "dev") for fs in sets}
+    locators = {fs.name: quote_locator(fs.pipeline.index) for fs in sets}
     scores: dict[RetrievalSetting, dict[str, dict[str, dict[str, float]]]] = {}
     for n, point in enumerate(points, start=1):
         if progress and n % 20 == 0:
             progress(f"[{n}/{len(points)}] {point.label()}")
-        scores[point] = {fs.name: question_scores(fs.pipeline, dev[fs.name], point) for fs in sets}
+        scores[point] = {
+            fs.name: question_scores(fs.pipeline, dev[fs.name], point, locators[fs.name])
+            for fs in sets
+        }
 
     def objective(point: RetrievalSetting) -> float:
         return float(np.mean([_mean_of(scores[point][fs.name], "score") for fs in sets]))
@@ -137,7 +146,7 @@ def fit(
             rows = (
                 scores[point][fs.name]
                 if split == "dev"
-                else question_scores(fs.pipeline, _split(fs, split), point)
+                else question_scores(fs.pipeline, _split(fs, split), point, locators[fs.name])
             )
             out[fs.name] = {k: round(_mean_of(rows, k), 4) for k in (*METRICS, "score")}
             out[fs.name]["questions"] = len(rows)

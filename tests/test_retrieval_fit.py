@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from mlqi_rag.retrieval_fit import BASELINE, FitSet, RetrievalSetting
 from mlqi_rag.settings import Settings
 
 EVAL = Path(__file__).parents[1] / "eval"
+NO_PIPELINE = SimpleNamespace(index=None)  # the scores are faked: nothing is retrieved
 
 BETTER = RetrievalSetting(rrf_k=10, keyword_weight=2.0, candidates=50, per_interview_cap=4)
 SLIGHTLY = RetrievalSetting(rrf_k=30, keyword_weight=1.0, candidates=50, per_interview_cap=3)
@@ -32,7 +34,9 @@ def _questions(split: str, n: int) -> tuple[Question, ...]:
 def _fake_scores(table: dict[tuple[RetrievalSetting, str], list[float]]) -> Any:
     """question_scores as if the retriever scored each question of a split so."""
 
-    def scores(pipeline: Any, questions: Any, setting: RetrievalSetting) -> dict[str, Any]:
+    def scores(
+        pipeline: Any, questions: Any, setting: RetrievalSetting, locate: Any = None
+    ) -> dict[str, Any]:
         split = questions[0].split if questions else "dev"
         vals = table.get((setting, split), [0.5] * len(questions))
         return {
@@ -46,7 +50,7 @@ def _fake_scores(table: dict[tuple[RetrievalSetting, str], list[float]]) -> Any:
 def test_the_pick_must_beat_the_setting_before_by_more_than_noise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sets = [FitSet("a", None, _questions("dev", 20) + _questions("heldout", 5))]
+    sets = [FitSet("a", NO_PIPELINE, _questions("dev", 20) + _questions("heldout", 5))]
     noisy = [0.5 + (0.3 if i % 2 else -0.28) for i in range(20)]  # mean +0.01, sd 0.29
     table = {
         (BASELINE, "dev"): [0.5] * 20,
@@ -78,11 +82,13 @@ def test_each_corpus_counts_once_however_many_questions_it_has(
     """100 questions on one corpus must not outvote 10 on the other: the point that is much
     better on the small corpus and a little worse on the large one wins."""
     sets = [
-        FitSet("big", None, _questions("dev", 100)),
-        FitSet("small", None, _questions("dev", 10)),
+        FitSet("big", NO_PIPELINE, _questions("dev", 100)),
+        FitSet("small", NO_PIPELINE, _questions("dev", 10)),
     ]
 
-    def scores(pipeline: Any, questions: Any, setting: RetrievalSetting) -> dict[str, Any]:
+    def scores(
+        pipeline: Any, questions: Any, setting: RetrievalSetting, locate: Any = None
+    ) -> dict[str, Any]:
         big = len(questions) == 100
         v = {BASELINE: 0.5, BETTER: 0.48 if big else 0.9}.get(setting, 0.0)
         return {q.id: {"score": v, "mrr": v} for q in questions}
