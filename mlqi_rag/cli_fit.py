@@ -5,12 +5,52 @@ Each exits 1 when the fit disagrees with what the package ships, so a hand edit 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .cli import _emit_json, _fail, _settings, one_line_errors
 from .cli_eval import _print_tables, labelled_sets_options
+
+
+def _labelled(sets: tuple[tuple[Path, Path], ...], index_root: Path) -> list[tuple[str, Any, Any]]:
+    """Each labelled corpus (default: the seeds and the 36 transcripts): its name, its loaded
+    pipeline (the index built first when missing or stale) and its questions."""
+    from .build import build_index
+    from .cli_eval import default_sets
+    from .evaluation import load_questions
+    from .pipeline import Pipeline
+
+    out = []
+    for corpus, qfile in sets or default_sets():
+        name = Path(corpus).name
+        s = _settings(corpus=corpus, index_dir=index_root / name)
+        build_index(s)
+        out.append((name, Pipeline.load(s), load_questions(Path(qfile))))
+    return out
+
+
+def _pick_verdict(report: dict[str, Any], label: Callable[[dict[str, Any]], str]) -> None:
+    """The fit's one line: the best dev point, its gain and standard error, and the pick."""
+    click.echo(
+        "best on dev: {} (gain {:+.4f}, one standard error {:.4f}) -> {}".format(
+            label(report["best"]),
+            report["best_gain"],
+            report["best_gain_se"],
+            "kept the setting before"
+            if report["kept_baseline"]
+            else "chosen: " + label(report["chosen"]),
+        )
+    )
+
+
+def _must_ship(report: dict[str, Any], shipped: dict[str, Any], where: str) -> None:
+    """Exit 1 when the fit's pick is not what the package ships (``where``)."""
+    if report["chosen"] != shipped:
+        _fail(f"the fitted {report['chosen']} differs from {where} {shipped}: update it")
+        sys.exit(1)
 
 
 @click.command(name="fit-grouping")
@@ -107,21 +147,12 @@ def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json
     from dataclasses import asdict
 
     from . import retrieval_fit
-    from .build import build_index
-    from .cli_eval import default_sets
-    from .evaluation import load_questions
-    from .pipeline import Pipeline
     from .settings import Settings
 
-    fit_sets = []
-    for corpus, qfile in sets or default_sets():
-        s = _settings(corpus=corpus, index_dir=index_root / Path(corpus).name)
-        build_index(s)
-        fit_sets.append(
-            retrieval_fit.FitSet(
-                Path(corpus).name, Pipeline.load(s), tuple(load_questions(Path(qfile)))
-            )
-        )
+    fit_sets = [
+        retrieval_fit.FitSet(name, pipe, tuple(questions))
+        for name, pipe, questions in _labelled(sets, index_root)
+    ]
     report = retrieval_fit.fit(fit_sets, progress=lambda m: click.echo(m, err=True))
     defaults = Settings.model_fields
     shipped = {k: defaults[k].default for k in asdict(retrieval_fit.BASELINE)}
@@ -151,22 +182,8 @@ def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json
                 )
             ]
         )
-        click.echo(
-            "best on dev: {} (gain {:+.4f}, one standard error {:.4f}) -> {}".format(
-                retrieval_fit.RetrievalSetting(**report["best"]).label(),
-                report["best_gain"],
-                report["best_gain_se"],
-                "kept the setting before"
-                if report["kept_baseline"]
-                else "chosen: " + retrieval_fit.RetrievalSetting(**report["chosen"]).label(),
-            )
-        )
-    if report["chosen"] != shipped:
-        _fail(
-            f"the fitted retrieval setting {report['chosen']} differs from Settings' defaults "
-            f"{shipped}: update them"
-        )
-        sys.exit(1)
+        _pick_verdict(report, lambda d: retrieval_fit.RetrievalSetting(**d).label())
+    _must_ship(report, shipped, "Settings' defaults")
 
 
 @click.command(name="fit-quotes")
@@ -179,18 +196,11 @@ def fit_quotes(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json: b
     from dataclasses import asdict
 
     from . import quote_choice
-    from .build import build_index
-    from .cli_eval import default_sets
-    from .evaluation import load_questions
-    from .pipeline import Pipeline
 
     pipelines, cases = {}, []
-    for corpus, qfile in sets or default_sets():
-        name = Path(corpus).name
-        s = _settings(corpus=corpus, index_dir=index_root / name)
-        build_index(s)
-        pipelines[name] = Pipeline.load(s)
-        cases += quote_choice.cases_for(pipelines[name], load_questions(Path(qfile)), name)
+    for name, pipe, questions in _labelled(sets, index_root):
+        pipelines[name] = pipe
+        cases += quote_choice.cases_for(pipe, questions, name)
     report = quote_choice.fit(pipelines, cases, progress=lambda m: click.echo(m, err=True))
     report["shipped"] = asdict(quote_choice.SHIPPED)
     if as_json:
@@ -213,19 +223,5 @@ def fit_quotes(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json: b
                 )
             ]
         )
-        click.echo(
-            "best on dev: {} (gain {:+.4f}, one standard error {:.4f}) -> {}".format(
-                quote_choice.QuoteWeights(**report["best"]).label(),
-                report["best_gain"],
-                report["best_gain_se"],
-                "kept the weights before"
-                if report["kept_baseline"]
-                else "chosen: " + quote_choice.QuoteWeights(**report["chosen"]).label(),
-            )
-        )
-    if report["chosen"] != report["shipped"]:
-        _fail(
-            f"the fitted quote weights {report['chosen']} differ from quote_choice.SHIPPED "
-            f"{report['shipped']}: update it"
-        )
-        sys.exit(1)
+        _pick_verdict(report, lambda d: quote_choice.QuoteWeights(**d).label())
+    _must_ship(report, report["shipped"], "quote_choice.SHIPPED")
