@@ -183,7 +183,34 @@ def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json
             ]
         )
         _pick_verdict(report, lambda d: retrieval_fit.RetrievalSetting(**d).label())
+        boost = report["code_boost"]
+        _print_tables(
+            [
+                (
+                    "code_boost, on the questions that name a code (the four constants at "
+                    "their pick)",
+                    ["questions", "setting", "n", *retrieval_fit.METRICS, "mean"],
+                    [
+                        [
+                            f"{corpus}/{split}",
+                            f"{system} ({boost[system]['code_boost']:g})",
+                            str(f["questions"]),
+                            *(f"{f[m]:.3f}" for m in (*retrieval_fit.METRICS, "score")),
+                        ]
+                        for split in ("dev", "heldout")
+                        for system in ("chosen", "baseline")
+                        for corpus, f in boost[split][system].items()
+                    ],
+                )
+            ]
+        )
+        _pick_verdict(boost, lambda d: f"code_boost={d['code_boost']:g}")
     _must_ship(report, shipped, "Settings' defaults")
+    _must_ship(
+        report["code_boost"],
+        {"code_boost": Settings.model_fields["code_boost"].default},
+        "Settings' default",
+    )
 
 
 @click.command(name="fit-quotes")

@@ -17,6 +17,13 @@ questions it was picked on flatters itself, so it replaces the setting used befo
 per-question difference; otherwise the setting before stands. The held-out questions, never
 used to pick, are reported for both. ``Settings``' defaults are the setting this picks, which
 a slow test checks.
+
+A fifth constant, ``code_boost``, multiplies the fused score of passages carrying a code the
+question names ("How do practitioners handle missing values?" names Data-missing-values). It
+acts only on questions that name a code of a coded corpus, so it is fitted second, with the four
+constants at their pick, on those dev questions alone (``fit_code_boost``). Its setting before
+is no boost at all: a code must earn its weight over its words by the same one-standard-error
+rule, and among boosts that score alike the smallest wins.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 
 from .evaluation import Question, quote_locator, retrieval_metrics, retrieved_items
 from .fit_rule import decision, pick
+from .question import codes_named
 from .retrieval import Filters, Retriever
 
 METRICS = ("interview_recall@10", "quote_hit@10", "mrr")
@@ -59,6 +67,13 @@ GRID = tuple(
         (2, 3, 4, 5),  # per_interview_cap
     )
 )
+CODE_BASELINE = 0.0
+CODE_BOOSTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+@dataclass(frozen=True)
+class CodeBoost:
+    code_boost: float
 
 
 @dataclass(frozen=True)
@@ -75,11 +90,16 @@ def question_scores(
     questions: Sequence[Question],
     setting: RetrievalSetting,
     locate: Callable[[str, str], tuple[int, int] | None] | None = None,
+    code_boost: float | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per answerable question: the three figures and their mean (``score``) under ``setting``.
-    ``locate`` finds the gold quotes in the sources (``evaluation.quote_locator``); a fit passes
-    one per corpus, so each quote is looked up once, not once per grid point."""
-    s = pipeline.settings.model_copy(update=asdict(setting))
+    """Per answerable question: the three figures and their mean (``score``) under ``setting``
+    (and ``code_boost``, when given; else the pipeline's). ``locate`` finds the gold quotes in
+    the sources (``evaluation.quote_locator``); a fit passes one per corpus, so each quote is
+    looked up once, not once per grid point."""
+    update: dict[str, Any] = asdict(setting)
+    if code_boost is not None:
+        update["code_boost"] = code_boost
+    s = pipeline.settings.model_copy(update=update)
     retriever = Retriever(pipeline.index, pipeline.retriever.embedder, s)
     locate = locate or quote_locator(pipeline.index)
     out = {}
@@ -100,6 +120,15 @@ def _mean_of(rows: dict[str, dict[str, float]], key: str) -> float:
 
 def _split(fs: FitSet, split: str) -> list[Question]:
     return [q for q in fs.questions if (q.split == "heldout") == (split == "heldout")]
+
+
+def naming_a_code(fs: FitSet) -> FitSet:
+    """``fs`` with only the questions that name one of its corpus's codes (none for a corpus
+    without codes, such as the 36 plain transcripts)."""
+    codes = tuple(fs.pipeline.index.code_counts())
+    return FitSet(
+        fs.name, fs.pipeline, tuple(q for q in fs.questions if codes_named(q.question, codes))
+    )
 
 
 def fit(
@@ -157,6 +186,7 @@ def fit(
         "metrics": list(METRICS),
         "grid_points": len(points),
         **decision(best, baseline, chosen, diff, se),
+        "code_boost": fit_code_boost(sets, chosen, locators),
         "dev": {
             "chosen": figures(chosen, "dev"),
             "baseline": figures(baseline, "dev"),
@@ -164,4 +194,62 @@ def fit(
         },
         "heldout": {"chosen": figures(chosen, "heldout"), "baseline": figures(baseline, "heldout")},
         "top": [{**asdict(p), "dev_score": round(objective(p), 4)} for p in ranked[:10]],
+    }
+
+
+def fit_code_boost(
+    sets: Sequence[FitSet],
+    setting: RetrievalSetting,
+    locators: dict[str, Callable[[str, str], tuple[int, int] | None]] | None = None,
+    boosts: Sequence[float] = CODE_BOOSTS,
+    baseline: float = CODE_BASELINE,
+) -> dict[str, Any]:
+    """``code_boost`` on the dev questions that name a code (see the module's docstring), with
+    the four constants at ``setting``; held-out ones are only reported."""
+    sets = [naming_a_code(fs) for fs in sets]
+    sets = [fs for fs in sets if fs.questions]
+    locators = locators or {fs.name: quote_locator(fs.pipeline.index) for fs in sets}
+
+    def scores(boost: float, split: str) -> dict[str, dict[str, dict[str, float]]]:
+        return {
+            fs.name: question_scores(
+                fs.pipeline, _split(fs, split), setting, locators[fs.name], code_boost=boost
+            )
+            for fs in sets
+        }
+
+    dev = {b: scores(b, "dev") for b in dict.fromkeys([baseline, *boosts])}
+
+    def objective(boost: float) -> float:
+        means = [_mean_of(dev[boost][fs.name], "score") for fs in sets]
+        return float(np.mean(means)) if means else 0.0
+
+    # ties: the setting before, then the smallest boost
+    best = max(dev, key=lambda b: (round(objective(b), 9), b == baseline, -b))
+    chosen, diff, se = pick(
+        CodeBoost(best),
+        CodeBoost(baseline),
+        [
+            np.array([dev[best][n][q]["score"] - dev[baseline][n][q]["score"] for q in rows])
+            for n, rows in dev[baseline].items()
+        ],
+    )
+
+    def figures(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                **{k: round(_mean_of(r, k), 4) for k in (*METRICS, "score")},
+                "questions": len(r),
+            }
+            for name, r in rows.items()
+        }
+
+    return {
+        **decision(CodeBoost(best), CodeBoost(baseline), chosen, diff, se),
+        "dev": {"chosen": figures(dev[chosen.code_boost]), "baseline": figures(dev[baseline])},
+        "heldout": {
+            "chosen": figures(scores(chosen.code_boost, "heldout")),
+            "baseline": figures(scores(baseline, "heldout")),
+        },
+        "by_boost": {str(b): round(objective(b), 4) for b in dev},
     }

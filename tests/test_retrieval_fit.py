@@ -17,7 +17,8 @@ from mlqi_rag.retrieval_fit import BASELINE, FitSet, RetrievalSetting
 from mlqi_rag.settings import Settings
 
 EVAL = Path(__file__).parents[1] / "eval"
-NO_PIPELINE = SimpleNamespace(index=None)  # the scores are faked: nothing is retrieved
+# the scores are faked: nothing is retrieved, and no corpus has codes
+NO_PIPELINE = SimpleNamespace(index=SimpleNamespace(code_counts=dict))
 
 BETTER = RetrievalSetting(rrf_k=10, keyword_weight=2.0, candidates=50, per_interview_cap=4)
 SLIGHTLY = RetrievalSetting(rrf_k=30, keyword_weight=1.0, candidates=50, per_interview_cap=3)
@@ -121,6 +122,62 @@ def test_the_shipped_retrieval_settings_are_what_the_fit_picks(
     mlsss, before = held["chosen"]["mlsss"], held["baseline"]["mlsss"]
     assert mlsss["quote_hit@10"] >= before["quote_hit@10"] + 0.05, held
     assert mlsss["interview_recall@10"] >= before["interview_recall@10"], held
+    # the code boost: fitted on the seeds' dev questions that name a code (the 36 transcripts
+    # carry no codes), and it must beat no boost by more than its standard error
+    boost = report["code_boost"]
+    assert boost["chosen"] == {"code_boost": Settings.model_fields["code_boost"].default}, boost
+    assert not boost["kept_baseline"] and boost["best_gain"] > boost["best_gain_se"] > 0
+    assert (
+        set(boost["dev"]["chosen"]) == {"seeds"}
+        and boost["dev"]["chosen"]["seeds"]["questions"] >= 8
+    )
+    assert boost["dev"]["chosen"]["seeds"]["mrr"] > boost["dev"]["baseline"]["seeds"]["mrr"] + 0.2
+
+
+def test_the_code_boost_is_fitted_on_the_questions_that_name_a_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only questions naming one of the corpus's codes count, and a corpus without codes drops
+    out; boosts that score alike give the smallest; held-out questions never pick; and no gain
+    over no boost beyond noise keeps no boost."""
+    coded = SimpleNamespace(index=SimpleNamespace(code_counts=lambda: {"Data-missing-values": 3}))
+
+    def naming(split: str, n: int) -> tuple[Question, ...]:
+        return tuple(
+            Question(id=f"{split}-n{i}", question="How are missing values handled?", split=split)
+            for i in range(n)
+        )
+
+    other = _questions("dev", 4) + _questions("heldout", 2)
+    sets = [
+        FitSet("coded", coded, naming("dev", 6) + naming("heldout", 2) + other),
+        FitSet("plain", NO_PIPELINE, other),
+    ]
+    seen: set[str] = set()
+
+    def plateau(pipeline: Any, questions: Any, setting: Any, locate: Any, code_boost: Any) -> Any:
+        seen.update(q.id for q in questions)
+        v = {0.0: 0.4, 0.1: 0.5}.get(code_boost, 0.9)  # a plateau from 0.2 up
+        if questions and questions[0].split == "heldout":
+            v = 1.0 - v  # the held-out questions would pick no boost: they must not
+        return {q.id: {"score": v + 0.01 * (i % 2), "mrr": v} for i, q in enumerate(questions)}
+
+    monkeypatch.setattr(retrieval_fit, "question_scores", plateau)
+    report = retrieval_fit.fit_code_boost(sets, BASELINE, locators={"coded": None})
+    assert seen == {q.id for q in naming("dev", 6) + naming("heldout", 2)}
+    assert report["chosen"] == {"code_boost": 0.2} and report["best_gain"] == pytest.approx(0.5)
+    assert set(report["dev"]["chosen"]) == {"coded"}
+    assert report["heldout"]["chosen"]["coded"]["mrr"] == pytest.approx(0.1)
+    assert report["heldout"]["baseline"]["coded"]["mrr"] == pytest.approx(0.6)
+
+    def noisy(pipeline: Any, questions: Any, setting: Any, locate: Any, code_boost: Any) -> Any:
+        gain = (0.2, -0.19) if code_boost else (0.0, 0.0)  # mean +0.005, standard error 0.08
+        return {q.id: {"score": 0.5 + gain[i % 2], "mrr": 0.5} for i, q in enumerate(questions)}
+
+    monkeypatch.setattr(retrieval_fit, "question_scores", noisy)
+    report = retrieval_fit.fit_code_boost(sets, BASELINE, locators={"coded": None})
+    assert report["best"] != {"code_boost": 0.0} and report["best_gain"] < report["best_gain_se"]
+    assert report["kept_baseline"] and report["chosen"] == {"code_boost": 0.0}
 
 
 def test_the_gain_weighs_each_corpus_once_and_its_error_is_the_paired_one() -> None:
