@@ -129,6 +129,7 @@ def group_quotes(
         {k: interview_texts(v) for k, v in clusters.items()},
         question,
         index.document_frequency,
+        languages={index.interviews[q.citation.interview_id].language for q in quotes},
     )
     return _ordered([Group(names[k], "cluster", tuple(v)) for k, v in clusters.items()])
 

@@ -30,8 +30,9 @@ import bisect
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -258,13 +259,35 @@ _FILLERS = frozenset(
     "did does doing done said say says tell told make made use used using work worked working "
     "sometimes time times case cases point also well thats obviously".split()
 )
-_LABEL_WORD = re.compile(r"[a-z][a-z'-]*[a-z]")
+# The same in the study's other language, which the stop-word lists leave in: "euh" is "uh".
+_FILLERS_BY_LANGUAGE = {"fr": frozenset("euh ben bah hein bon ouais voilà plutôt truc trucs".split())}
+# Words of any script (not only a-z: "plutôt" must not become "plut", nor "prédictive"
+# "dictive"); a short elided article or pronoun ("l'", "d'", "qu'") is dropped first, so
+# "l'imputation" is "imputation", while English contractions ("don't") stay whole and are
+# left out of names.
+_LABEL_WORD = re.compile(r"[^\W\d_][\w'-]*[^\W\d_]")
+_ELIDED = re.compile(r"\b(?:[^\W\d_]{1,2}|qu)'(?=[^\W\d_])")
 
 
-def _stop_words() -> frozenset[str]:
+def _label_words(text: str) -> list[str]:
+    return _LABEL_WORD.findall(_ELIDED.sub(" ", text.lower().replace("\u2019", "'")))
+
+
+@cache
+def _stop_words(languages: frozenset[str] = frozenset()) -> frozenset[str]:
+    """English stop words and fillers, and those of the other ``languages`` (ISO codes) the
+    quotes are in, from the ``stop-words`` package's lists."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    from stop_words import StopWordError, get_stop_words
 
-    return frozenset(ENGLISH_STOP_WORDS) | _FILLERS
+    words = set(ENGLISH_STOP_WORDS) | _FILLERS
+    for lang in languages - {"en"}:
+        try:
+            words |= {w.replace("\u2019", "'") for w in get_stop_words(lang)}
+        except StopWordError:  # a language without a list: its function words may show
+            pass
+        words |= _FILLERS_BY_LANGUAGE.get(lang, frozenset())
+    return frozenset(words)
 
 
 def label_clusters(
@@ -272,6 +295,7 @@ def label_clusters(
     question: str = "",
     document_frequency: Callable[[str], int] | None = None,
     n: int = 3,
+    languages: Collection[str] = (),
 ) -> dict[int, str]:
     """Each cluster's most distinctive words, from its texts (the caller gives one per
     interview, its quotes joined).
@@ -283,21 +307,20 @@ def label_clusters(
     alphabet: "model" says little in interviews about ML, "imputed" a lot.
     Inflections count as one word, shown as said most often ("dropped", "drop" → "drop" if
     more quotes say it). Stop words, fillers and the question's own words are left out: every
-    group is about the question; the label says how this one differs."""
+    group is about the question; the label says how this one differs. ``languages``: those of
+    the quotes' interviews, whose stop words are left out too."""
     from .stores import stemmer
 
     stem = stemmer().stemWord
-    stop = _stop_words()
-    asked = {stem(w) for w in _LABEL_WORD.findall(question.lower())}
+    stop = _stop_words(frozenset(languages))
+    asked = {stem(w) for w in _label_words(question)}
     quotes_saying: dict[int, Counter[str]] = {}
     surface: dict[str, Counter[str]] = {}
     for key, quotes in texts.items():
         said: Counter[str] = Counter()
         for quote in quotes:
             words = {
-                w
-                for w in _LABEL_WORD.findall(quote.lower())
-                if len(w) > 2 and w not in stop and "'" not in w
+                w for w in _label_words(quote) if len(w) > 2 and w not in stop and "'" not in w
             }
             stems = set()
             for w in words:

@@ -185,3 +185,28 @@ def test_a_group_is_named_by_what_its_interviewees_say_not_one_of_them() -> None
     assert names[0].startswith("kubernetes"), names
     assert interview_texts(docker)[0].count("unny") == 3  # one text per interview, all quotes
     assert len(interview_texts(docker)) == 3
+
+
+def test_names_of_french_quotes_are_whole_words_not_function_words(mlsss_dir: Path) -> None:
+    """Interview 2 of the study is in French. Its quotes' names are whole words ("plutôt" was
+    once cut to "plut", "prédictive" to "dictive"), elided articles are dropped ("l'imputation"
+    names "imputation"), and French function words and fillers ("euh", "les") are left out
+    once the quotes' language is given."""
+    text = (mlsss_dir / "Interview 2.txt").read_text(encoding="utf-8")
+    turns = [t for t in re.findall(r"(?m)^Interviewee\d* ?:(.*)$", text) if len(t.split()) > 40]
+    assert len(turns) >= 5
+    french = {0: turns[:5], 1: ["We retrain weekly."]}
+    plain = label_clusters(french, n=8)
+    named = label_clusters(french, n=8, languages={"en", "fr"})
+    whole = set(re.findall(r"[^\W\d_][\w-]*", " ".join(french[0]).lower()))
+    words = named[0].split(" · ")
+    assert set(words) <= whole, words  # no fragment of an accented word
+    elided = label_clusters(
+        {0: ["C'est l’imputation des valeurs."], 1: ["We retrain."]}, languages={"fr"}
+    )
+    assert elided[0] == "imputation · valeurs"  # not "l'imputation", nor "c'est"
+    from stop_words import get_stop_words
+
+    function_words = set(get_stop_words("fr")) | {"euh"}
+    assert not set(words) & function_words, words
+    assert set(plain[0].split(" · ")) & function_words  # what the language's list is for
