@@ -260,7 +260,9 @@ _FILLERS = frozenset(
     "sometimes time times case cases point also well thats obviously".split()
 )
 # The same in the study's other language, which the stop-word lists leave in: "euh" is "uh".
-_FILLERS_BY_LANGUAGE = {"fr": frozenset("euh ben bah hein bon ouais voilà plutôt truc trucs".split())}
+_FILLERS_BY_LANGUAGE = {
+    "fr": frozenset("euh ben bah hein bon ouais voilà plutôt truc trucs".split())
+}
 # Words of any script (not only a-z: "plutôt" must not become "plut", nor "prédictive"
 # "dictive"); a short elided article or pronoun ("l'", "d'", "qu'") is dropped first, so
 # "l'imputation" is "imputation", while English contractions ("don't") stay whole and are
