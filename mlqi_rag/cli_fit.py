@@ -183,34 +183,38 @@ def fit_retrieval(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json
             ]
         )
         _pick_verdict(report, lambda d: retrieval_fit.RetrievalSetting(**d).label())
-        boost = report["code_boost"]
-        _print_tables(
-            [
-                (
-                    "code_boost, on the questions that name a code (the four constants at "
-                    "their pick)",
-                    ["questions", "setting", "n", *retrieval_fit.METRICS, "mean"],
-                    [
+        for knob, applies in (
+            ("code_boost", "the questions that name a code"),
+            ("name_weight", "the questions that name a tool some interviewees say"),
+        ):
+            w = report[knob]
+            _print_tables(
+                [
+                    (
+                        f"{knob}, on {applies} (the constants before it at their pick)",
+                        ["questions", "setting", "n", *retrieval_fit.METRICS, "mean"],
                         [
-                            f"{corpus}/{split}",
-                            f"{system} ({boost[system]['code_boost']:g})",
-                            str(f["questions"]),
-                            *(f"{f[m]:.3f}" for m in (*retrieval_fit.METRICS, "score")),
-                        ]
-                        for split in ("dev", "heldout")
-                        for system in ("chosen", "baseline")
-                        for corpus, f in boost[split][system].items()
-                    ],
-                )
-            ]
-        )
-        _pick_verdict(boost, lambda d: f"code_boost={d['code_boost']:g}")
+                            [
+                                f"{corpus}/{split}",
+                                f"{system} ({w[system][knob]:g})",
+                                str(f["questions"]),
+                                *(f"{f[m]:.3f}" for m in (*retrieval_fit.METRICS, "score")),
+                            ]
+                            for split in ("dev", "heldout")
+                            for system in ("chosen", "baseline")
+                            for corpus, f in w[split][system].items()
+                        ],
+                    )
+                ]
+            )
+            _pick_verdict(w, _knob_label(knob))
     _must_ship(report, shipped, "Settings' defaults")
-    _must_ship(
-        report["code_boost"],
-        {"code_boost": Settings.model_fields["code_boost"].default},
-        "Settings' default",
-    )
+    for knob in ("code_boost", "name_weight"):
+        _must_ship(report[knob], {knob: Settings.model_fields[knob].default}, "Settings' default")
+
+
+def _knob_label(knob: str) -> Callable[[dict[str, Any]], str]:
+    return lambda d: f"{knob}={d[knob]:g}"
 
 
 @click.command(name="fit-quotes")

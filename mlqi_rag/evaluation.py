@@ -329,6 +329,7 @@ def run_eval(
                 "fusion",
                 "rrf_k",
                 "code_boost",
+                "name_weight",
                 "per_interview_cap",
                 "candidates",
                 "keyword_weight",

@@ -39,12 +39,16 @@ def pick(best: T, before: T, differences: Sequence[np.ndarray]) -> tuple[T, floa
 
 
 def decision(best: Any, before: Any, chosen: Any, gain: float, se: float) -> dict[str, Any]:
-    """What every fit reports about its pick (the settings are dataclasses)."""
+    """What every fit reports about its pick (the settings are dataclasses or dicts)."""
+
+    def plain(setting: Any) -> dict[str, Any]:
+        return dict(setting) if isinstance(setting, dict) else asdict(setting)
+
     return {
-        "best": asdict(best),
+        "best": plain(best),
         "best_gain": round(gain, 4),
         "best_gain_se": round(se, 4),
-        "chosen": asdict(chosen),
-        "baseline": asdict(before),
+        "chosen": plain(chosen),
+        "baseline": plain(before),
         "kept_baseline": chosen == before,
     }

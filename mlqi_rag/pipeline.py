@@ -33,12 +33,13 @@ class Pipeline:
         if model is None:
             path = settings.scan_model_path()
             model = ScanModel.load(path) if path.is_file() else ScanModel.neutral()
+        retriever = Retriever(index, embedder, settings)
         return cls(
             settings,
             embedder,
             index,
-            Retriever(index, embedder, settings),
-            Scanner(index, embedder, model),
+            retriever,
+            Scanner(index, embedder, model, shared_terms=retriever.terms),
         )
 
     def engine(self, name: str | None = None) -> Any:

@@ -26,6 +26,7 @@ from .question import (
     validate_question,
 )
 from .settings import Settings
+from .terms import CorpusTerms
 from .types import Chunk, Hit, Role, Turn, interview_order
 
 FUSIONS = ("rrf", "score")
@@ -168,10 +169,17 @@ def _ranks(positions: Sequence[int]) -> dict[int, int]:
 class Retriever:
     """Hybrid retrieval over a loaded ``Index``; the embedder is passed in, never global."""
 
-    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        index: Index,
+        embedder: Embedder,
+        settings: Settings | None = None,
+        terms: CorpusTerms | None = None,
+    ) -> None:
         self.index = index
         self.embedder = embedder
         self.settings = settings or index.settings
+        self.terms = terms or CorpusTerms(index)  # lazy: read only when a question names things
         self._all_codes = tuple(index.code_counts())
         self._masks: dict[Filters, np.ndarray] = {}
 
@@ -232,6 +240,9 @@ class Retriever:
 
         sims = {pos: sim for pos, sim in dense}
         fused = self._fuse([p for p, _ in dense], sims, kw_order, keyword)
+        if s.fusion == "rrf" and s.name_weight:
+            for pos, r in _ranks(self._saying_names(q, mask, keyword, n)).items():
+                fused[pos] = fused.get(pos, 0.0) + s.name_weight / (s.rrf_k + r)
         matched = codes_named(q, self._all_codes)
         if matched and s.code_boost:
             for pos in fused:
@@ -301,6 +312,17 @@ class Retriever:
             fused[pos] = (1.0 - w) * d + w * kw
         return fused
 
+    def _saying_names(self, q: str, mask: np.ndarray, keyword: np.ndarray, n: int) -> list[int]:
+        """The passages that say a name the question asks about ("MLflow"), as a transcriber
+        may have written it ("ML flow", which BM25's "mlflow" misses), best BM25 first: a third
+        ranking for fusion, weighed by ``name_weight``. A name most interviewees say ("ML",
+        and "IT", which matches "it") picks nothing out and is left out."""
+        saying: set[int] = set()
+        for name in self.terms.distinctive_names(q):
+            saying |= self.terms.chunks_mentioning(name)
+        ranked = sorted((p for p in saying if mask[p]), key=lambda p: (-keyword[p], p))
+        return ranked[:n]
+
     def _diverse(self, order: list[int], k: int, single_interview: bool, cap: int) -> list[int]:
         if single_interview or cap <= 0:
             return order[:k]
@@ -333,6 +355,7 @@ class Retriever:
             "rrf_k": s.rrf_k,
             "keyword_weight": s.keyword_weight,
             "code_boost": s.code_boost,
+            "name_weight": s.name_weight,
             "per_interview_cap": s.per_interview_cap,
             "candidates": s.candidates,
             "interviews": list(filters.interviews),

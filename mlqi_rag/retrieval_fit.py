@@ -24,6 +24,12 @@ acts only on questions that name a code of a coded corpus, so it is fitted secon
 constants at their pick, on those dev questions alone (``fit_code_boost``). Its setting before
 is no boost at all: a code must earn its weight over its words by the same one-standard-error
 rule, and among boosts that score alike the smallest wins.
+
+A sixth, ``name_weight``, weighs a third ranking in the fusion: the passages that say a tool or
+method the question names, however the transcriber split it ("ML flow" for MLflow). It is
+fitted third, the same way, on the dev questions that name something some interviewees say
+(``fit_name_weight``). The four constants are fitted with the pipeline's two weights as shipped,
+so a run with the shipped settings checks that none of the three steps would move.
 """
 
 from __future__ import annotations
@@ -67,13 +73,9 @@ GRID = tuple(
         (2, 3, 4, 5),  # per_interview_cap
     )
 )
-CODE_BASELINE = 0.0
 CODE_BOOSTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
-
-
-@dataclass(frozen=True)
-class CodeBoost:
-    code_boost: float
+NAME_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
+Locators = dict[str, Callable[[str, str], tuple[int, int] | None]]
 
 
 @dataclass(frozen=True)
@@ -90,17 +92,16 @@ def question_scores(
     questions: Sequence[Question],
     setting: RetrievalSetting,
     locate: Callable[[str, str], tuple[int, int] | None] | None = None,
-    code_boost: float | None = None,
+    extra: dict[str, float] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per answerable question: the three figures and their mean (``score``) under ``setting``
-    (and ``code_boost``, when given; else the pipeline's). ``locate`` finds the gold quotes in
-    the sources (``evaluation.quote_locator``); a fit passes one per corpus, so each quote is
+    (and the settings in ``extra``; the pipeline's otherwise). ``locate`` finds the gold quotes
+    in the sources (``evaluation.quote_locator``); a fit passes one per corpus, so each quote is
     looked up once, not once per grid point."""
-    update: dict[str, Any] = asdict(setting)
-    if code_boost is not None:
-        update["code_boost"] = code_boost
-    s = pipeline.settings.model_copy(update=update)
-    retriever = Retriever(pipeline.index, pipeline.retriever.embedder, s)
+    s = pipeline.settings.model_copy(update={**asdict(setting), **(extra or {})})
+    retriever = Retriever(
+        pipeline.index, pipeline.retriever.embedder, s, terms=pipeline.retriever.terms
+    )
     locate = locate or quote_locator(pipeline.index)
     out = {}
     for q in questions:
@@ -128,6 +129,15 @@ def naming_a_code(fs: FitSet) -> FitSet:
     codes = tuple(fs.pipeline.index.code_counts())
     return FitSet(
         fs.name, fs.pipeline, tuple(q for q in fs.questions if codes_named(q.question, codes))
+    )
+
+
+def naming_a_name(fs: FitSet) -> FitSet:
+    """``fs`` with only the questions that name a tool or method some of its interviewees say
+    and most do not (``CorpusTerms.distinctive_names``)."""
+    terms = fs.pipeline.retriever.terms
+    return FitSet(
+        fs.name, fs.pipeline, tuple(q for q in fs.questions if terms.distinctive_names(q.question))
     )
 
 
@@ -186,7 +196,7 @@ def fit(
         "metrics": list(METRICS),
         "grid_points": len(points),
         **decision(best, baseline, chosen, diff, se),
-        "code_boost": fit_code_boost(sets, chosen, locators),
+        **_weights(sets, chosen, locators),
         "dev": {
             "chosen": figures(chosen, "dev"),
             "baseline": figures(baseline, "dev"),
@@ -197,38 +207,78 @@ def fit(
     }
 
 
+def _weights(
+    sets: Sequence[FitSet], setting: RetrievalSetting, locators: Locators
+) -> dict[str, Any]:
+    code = fit_code_boost(sets, setting, locators)
+    boost = code["chosen"]["code_boost"]
+    return {
+        "code_boost": code,
+        "name_weight": fit_name_weight(sets, setting, locators, code_boost=boost),
+    }
+
+
 def fit_code_boost(
     sets: Sequence[FitSet],
     setting: RetrievalSetting,
-    locators: dict[str, Callable[[str, str], tuple[int, int] | None]] | None = None,
+    locators: Locators | None = None,
     boosts: Sequence[float] = CODE_BOOSTS,
-    baseline: float = CODE_BASELINE,
 ) -> dict[str, Any]:
-    """``code_boost`` on the dev questions that name a code (see the module's docstring), with
-    the four constants at ``setting``; held-out ones are only reported."""
-    sets = [naming_a_code(fs) for fs in sets]
+    """``code_boost`` on the dev questions that name a code (see the module's docstring)."""
+    return fit_weight(sets, setting, "code_boost", naming_a_code, boosts, locators)
+
+
+def fit_name_weight(
+    sets: Sequence[FitSet],
+    setting: RetrievalSetting,
+    locators: Locators | None = None,
+    weights: Sequence[float] = NAME_WEIGHTS,
+    code_boost: float | None = None,
+) -> dict[str, Any]:
+    """``name_weight`` on the dev questions that name a tool or method some interviewees say
+    (see the module's docstring), with ``code_boost`` at its pick."""
+    fixed = {} if code_boost is None else {"code_boost": code_boost}
+    return fit_weight(sets, setting, "name_weight", naming_a_name, weights, locators, fixed)
+
+
+def fit_weight(
+    sets: Sequence[FitSet],
+    setting: RetrievalSetting,
+    knob: str,
+    applies: Callable[[FitSet], FitSet],
+    values: Sequence[float],
+    locators: Locators | None = None,
+    fixed: dict[str, float] | None = None,
+    baseline: float = 0.0,
+) -> dict[str, Any]:
+    """One weight that acts only on some questions (``applies`` keeps them), fitted on those
+    dev questions with the four constants at ``setting`` (and ``fixed``): the best value
+    replaces ``baseline`` (0: the weight off) by the one-standard-error rule, and among values
+    that score alike the smallest wins. Held-out questions are only reported."""
+    sets = [applies(fs) for fs in sets]
     sets = [fs for fs in sets if fs.questions]
     locators = locators or {fs.name: quote_locator(fs.pipeline.index) for fs in sets}
 
-    def scores(boost: float, split: str) -> dict[str, dict[str, dict[str, float]]]:
+    def scores(value: float, split: str) -> dict[str, dict[str, dict[str, float]]]:
+        extra = {**(fixed or {}), knob: value}
         return {
             fs.name: question_scores(
-                fs.pipeline, _split(fs, split), setting, locators[fs.name], code_boost=boost
+                fs.pipeline, _split(fs, split), setting, locators[fs.name], extra=extra
             )
             for fs in sets
         }
 
-    dev = {b: scores(b, "dev") for b in dict.fromkeys([baseline, *boosts])}
+    dev = {v: scores(v, "dev") for v in dict.fromkeys([baseline, *values])}
 
-    def objective(boost: float) -> float:
-        means = [_mean_of(dev[boost][fs.name], "score") for fs in sets]
+    def objective(value: float) -> float:
+        means = [_mean_of(dev[value][fs.name], "score") for fs in sets]
         return float(np.mean(means)) if means else 0.0
 
-    # ties: the setting before, then the smallest boost
-    best = max(dev, key=lambda b: (round(objective(b), 9), b == baseline, -b))
+    # ties: the setting before, then the smallest value
+    best = max(dev, key=lambda v: (round(objective(v), 9), v == baseline, -v))
     chosen, diff, se = pick(
-        CodeBoost(best),
-        CodeBoost(baseline),
+        best,
+        baseline,
         [
             np.array([dev[best][n][q]["score"] - dev[baseline][n][q]["score"] for q in rows])
             for n, rows in dev[baseline].items()
@@ -245,11 +295,11 @@ def fit_code_boost(
         }
 
     return {
-        **decision(CodeBoost(best), CodeBoost(baseline), chosen, diff, se),
-        "dev": {"chosen": figures(dev[chosen.code_boost]), "baseline": figures(dev[baseline])},
+        **decision({knob: best}, {knob: baseline}, {knob: chosen}, diff, se),
+        "dev": {"chosen": figures(dev[chosen]), "baseline": figures(dev[baseline])},
         "heldout": {
-            "chosen": figures(scores(chosen.code_boost, "heldout")),
+            "chosen": figures(scores(chosen, "heldout")),
             "baseline": figures(scores(baseline, "heldout")),
         },
-        "by_boost": {str(b): round(objective(b), 4) for b in dev},
+        "by_value": {str(v): round(objective(v), 4) for v in dev},
     }

@@ -122,6 +122,7 @@ class Scanner:
     model: ScanModel
     quote_weights: QuoteWeights = SHIPPED
     _fr_cache: dict[str, np.ndarray] = field(default_factory=dict)
+    shared_terms: CorpusTerms | None = None  # the retriever's, so the corpus is read once
 
     # ---- what the index gives once ---------------------------------------------------------
 
@@ -135,7 +136,7 @@ class Scanner:
 
     @cached_property
     def terms(self) -> CorpusTerms:
-        return CorpusTerms(self.index)
+        return self.shared_terms or CorpusTerms(self.index)
 
     def absent_names(self, question: str) -> tuple[str, ...]:
         return self.terms.absent_names(question)

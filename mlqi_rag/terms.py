@@ -23,7 +23,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 
 import numpy as np
@@ -125,6 +125,7 @@ class CorpusTerms:
     """The corpus's words, per interview and overall; built lazily once per loaded index."""
 
     index: Index
+    _mentioning: dict[str, frozenset[int]] = field(default_factory=dict, repr=False)
 
     @cached_property
     def corpus(self) -> _Text:
@@ -143,6 +144,33 @@ class CorpusTerms:
     def interviews(self) -> dict[str, _Text]:
         """Participant speech per interview: what an interviewee said, not what was asked."""
         return {iv: _Text.of(texts) for iv, texts in self._participant_chunks.items()}
+
+    def chunks_mentioning(self, name: str) -> frozenset[int]:
+        """Positions of the participant chunks that mention ``name`` as ``_Text.mentions``
+        matches it ("ML flow" for MLflow), looked for only in the interviews whose participant
+        speech does; kept per name (the app asks about the same tools again)."""
+        got = self._mentioning.get(name)
+        if got is None:
+            chunks = self.index.chunks
+            got = frozenset(
+                pos
+                for iv, text in self.interviews.items()
+                if text.mentions(name)
+                for pos in self._positions[iv]
+                if says(chunks[pos].text, [name])
+            )
+            if len(self._mentioning) > 1024:
+                self._mentioning.clear()
+            self._mentioning[name] = got
+        return got
+
+    @cached_property
+    def _positions(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {iv: [] for iv in self.index.interviews}
+        for pos, c in enumerate(self.index.chunks):
+            if c.role == "participant":
+                out[c.interview_id].append(pos)
+        return out
 
     @cached_property
     def _word_df(self) -> Counter[str]:
@@ -217,6 +245,16 @@ class CorpusTerms:
         multi-word name counts as absent when the phrase is, even if its words occur apart
         ("great", "expectations")."""
         return tuple(n for n in self.names(question) if not self.corpus.mentions(n))
+
+    def distinctive_names(self, question: str) -> tuple[str, ...]:
+        """The question's names that some interviewees say and most do not (see
+        ``ruled_out_by_name``: "ML" picks nothing out)."""
+        most = NAME_SHARE * max(1, len(self.interviews))
+        return tuple(
+            name
+            for name in self.names(question)
+            if 0 < sum(t.mentions(name) for t in self.interviews.values()) <= most
+        )
 
     def ruled_out_by_name(self, question: str, absent: Sequence[str] | None = None) -> bool:
         """Whether the question is about named things no transcript mentions: some name is

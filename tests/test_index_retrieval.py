@@ -115,6 +115,30 @@ def test_code_aware_ranking_lifts_coded_chunks(seed_index: Settings, embedder: E
     assert {h.chunk.interview_id for h in boosted} & {"25", "17", "31"}
 
 
+def test_passages_saying_a_named_tool_rank_however_it_was_transcribed(mlsss_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """Interviews 9 and 25 of the study say "ML flow", which BM25's "mlflow" does not match;
+    the fitted name ranking finds them with interviews 2 and 6 ("MLflow"). Without it (weight
+    0), two of the four are missing from the ten passages. "ML" and "IT" are not names that
+    rank anything: most interviewees say them."""
+    q = "Which interviewees say they use MLflow, and for what?"
+    index, embedder, s = mlsss_pipeline.index, mlsss_pipeline.embedder, mlsss_pipeline.settings
+    terms = mlsss_pipeline.retriever.terms
+
+    def interviews(weight: float) -> set[str]:
+        r = Retriever(index, embedder, s.model_copy(update={"name_weight": weight}), terms=terms)
+        return {h.chunk.interview_id for h in r.retrieve(q, k=10).hits}
+
+    assert s.name_weight > 0
+    assert {"2", "6", "9", "25"} <= interviews(s.name_weight)
+    assert len({"2", "6", "9", "25"} - interviews(0.0)) >= 2
+    saying = terms.chunks_mentioning("MLflow")
+    assert {index.chunks[p].interview_id for p in saying} == {"2", "6", "9", "25"}
+    assert all(index.chunks[p].role == "participant" for p in saying)
+    assert terms.distinctive_names("Why do ML projects fail in IT departments using MLflow?") == (
+        "MLflow",
+    )
+
+
 def test_per_interview_cap(seed_index: Settings, embedder: Embedder) -> None:
     s = seed_index.model_copy(update={"per_interview_cap": 2})
     hits = (
