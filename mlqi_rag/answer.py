@@ -66,6 +66,18 @@ def language_note(scan: Scan) -> str:
     )
 
 
+def heard_note(scan: Scan) -> str:
+    """Which listed interviews say the name only as the transcript misheard it, and how: the
+    reader decides whether "sharp values" is SHAP."""
+    by_name: dict[str, list[str]] = {}
+    for name, iv, form in scan.heard_as:
+        by_name.setdefault(name, []).append(f"“{form}” (interview {iv})")
+    if not by_name:
+        return ""
+    parts = [f"{name} as {', '.join(forms)}" for name, forms in by_name.items()]
+    return f"Counted as the name misheard in the transcript: {'; '.join(parts)}."
+
+
 def _format_citation(c: Citation) -> str:
     label = f" ({c.label})" if c.label else ""
     codes = f" [{', '.join(c.codes)}]" if c.codes else ""
@@ -94,6 +106,8 @@ def render_extractive(scan: Scan, groups: list[Group]) -> str:
                 lines.append("")
             lines.append(f"{kind} {g.label} ({count}):")
         lines += _bullets(g.quotes)
+    if note := heard_note(scan):
+        lines += ["", note]
     if scan.absent_names:  # "TensorFlow, Keras or PyTorch": answered for the others
         lines += ["", f"No interview mentions {' or '.join(scan.absent_names)}."]
     if scan.absent_words:
@@ -221,6 +235,7 @@ class BaseEngine:
             "unknown_terms": list(result.unknown_terms),
             "codes_named": list(result.matched_codes),
             "absent_names": list(scan.absent_names),
+            "heard_as": [list(h) for h in scan.heard_as],
             "p_out_of_scope": round(scan.p_out_of_scope, 4),
         }
         quotes = (

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .calibration import FEATURES, ScanModel, question_features
+from .calibration import FEATURES, ScanModel, lists_by_count, question_features
 from .embedding import Embedder
 from .errors import SourceChangedError
 from .feedback import Feedback
@@ -82,6 +82,9 @@ class Scan:
     count_range: tuple[int, int] | None = None
     # a "which interviewees mention X?" question that interviewees saying X answer
     answered_by_name: bool = False
+    # (name, interview, form): listed for saying a name the transcript misheard ("sharp
+    # values" for SHAP values, ``CorpusTerms.heard``), shown so the reader can judge it
+    heard_as: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def out_of_scope(self) -> bool:
@@ -160,10 +163,15 @@ class Scanner:
         names = list(features)
         x = np.array([[features[iv][f] for f in FEATURES] for iv in names], dtype=np.float64)
         p_d, p_t = self.model.predict(x) if len(names) else (np.zeros(0), np.zeros(0))
-        chosen = self.model.discussing(x, p_d)
+        # "Which interviewees use SHAP?": one whose transcript has "sharp values" says it, for
+        # the rule that lists those who say the name (``ScanModel.name_listed``). The fitted
+        # features stay the name as written: the probabilities are the model's own.
+        heard = self.terms.heard(q) if len(names) and lists_by_count(x) else {}
+        said_as = _heard_saying(x, names, heard)
+        chosen = self.model.discussing(said_as, p_d)
         # "Which participants mention LightGBM?": an interview listed for saying it is quoted
         # saying it, not with a stronger passage about something else.
-        listed = self.model.name_listed(x)
+        listed = self.model.name_listed(said_as)
         asked = self.terms.names(q) if listed.any() else ()
         evidence = []
         for i, iv in enumerate(names):
@@ -175,7 +183,8 @@ class Scanner:
                 if p_t[i] >= min(self.model.t_touches, bar)
                 else "silent"
             )
-            said = tuple(asked) if listed[i] else ()
+            misheard = tuple(f for forms in heard.values() for f in forms.get(iv, ()))
+            said = (*asked, *misheard) if listed[i] else ()
             scored = self.quote_weights.score(quotes[iv][1])
             best = self.best_quotes(iv, quotes[iv][0], scored, said)
             p = (float(p_d[i]), float(p_t[i]))
@@ -193,8 +202,17 @@ class Scanner:
             model=self.model.digest,
             p_out_of_scope=p_out,
             t_out_of_scope=self.model.t_abstain,
-            count_range=self.model.count_range(x, p_d, chosen, listed) if len(names) else None,
+            count_range=self.model.count_range(said_as, p_d, chosen, listed)
+            if len(names)
+            else None,
             answered_by_name=bool(listed.any()),
+            heard_as=tuple(
+                (name, iv, form)
+                for name, by_iv in heard.items()
+                for iv, forms in by_iv.items()
+                if iv in names and listed[names.index(iv)]
+                for form in forms
+            ),
         )
 
     def _french_vector(self, question: str) -> np.ndarray | None:
@@ -392,3 +410,18 @@ def _standard(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     kept = values[mask]
     sd = float(kept.std()) or 1.0
     return np.where(mask, (values - float(kept.mean())) / sd, -10.0)
+
+
+def _heard_saying(
+    x: np.ndarray, names: Sequence[str], heard: dict[str, dict[str, tuple[str, ...]]]
+) -> np.ndarray:
+    """``x`` with the interviews heard saying a name (``CorpusTerms.heard``) counted as saying
+    it (``name_hit``), for the listing rules only."""
+    if not heard:
+        return x
+    out = x.copy()
+    col = FEATURES.index("name_hit")
+    for i, iv in enumerate(names):
+        share = sum(iv in by_iv for by_iv in heard.values()) / max(1, len(heard))
+        out[i, col] = max(out[i, col], share)
+    return out

@@ -115,6 +115,18 @@ def _one_slip(word: str, vocabulary: frozenset[str]) -> bool:
     )
 
 
+def _followers(word: str, texts: Sequence[str]) -> set[str]:
+    """The content words right after ``word`` in lower-case ``texts`` ("shap values" →
+    "value"), singular: the collocates a misheard form of it must keep."""
+    out = set()
+    for text in texts:
+        for m in re.finditer(rf"\b{re.escape(word)} ([a-z][a-z0-9-]+)", text):
+            follower = m.group(1)
+            if follower not in _STOP and follower not in QUESTION_WORDS and len(follower) > 2:
+                out.add(follower[:-1] if follower.endswith("s") else follower)
+    return out
+
+
 def _name_parts(name: str) -> list[str]:
     camel = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
     return [w for w in re.split(r"[^a-z0-9]+", camel.lower()) if len(w) >= 3]
@@ -126,6 +138,9 @@ class CorpusTerms:
 
     index: Index
     _mentioning: dict[str, frozenset[int]] = field(default_factory=dict, repr=False)
+    _heard: dict[str, dict[str, dict[str, tuple[str, ...]]]] = field(
+        default_factory=dict, repr=False
+    )
 
     @cached_property
     def corpus(self) -> _Text:
@@ -288,6 +303,52 @@ class CorpusTerms:
             if not _one_slip(word, self.corpus.vocabulary) and keyword_tokens([word])[0]:
                 out.append(word)
         return tuple(dict.fromkeys(out))
+
+    def heard(self, question: str) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Per name of the question, the interviews whose participants said it only as the
+        transcriber misheard it, with the forms as written: "sharp values", "shop values" and
+        "sharply values" for "SHAP / Shapley values" (four of the study's interviews).
+
+        A misheard name is a word of the same first letter within one letter of a name of
+        four or five (two of a longer one), followed by a word that follows the name where it
+        is spelled right, in the question or in any interview ("SHAP values", "shap values"):
+        "sharp" alone is a word, "sharp values" in an interview about ML is SHAP. Names of
+        one word only, and only interviews that do not say the name as written."""
+        got = self._heard.get(question)
+        if got is not None:
+            return got
+        from rapidfuzz.distance import Levenshtein
+
+        out: dict[str, dict[str, tuple[str, ...]]] = {}
+        for name in self.names(question):
+            target = name.lower()
+            if not re.fullmatch(r"[a-z][a-z0-9]{3,}", target):
+                continue
+            after = _followers(target, [question.lower()]) | _followers(
+                target, [t.spaced for t in self.interviews.values()]
+            )
+            if not after:
+                continue
+            limit = 1 if len(target) <= 5 else 2
+            pattern = re.compile(
+                rf"\b({target[0]}[a-z0-9]{{2,}}) ({'|'.join(map(re.escape, sorted(after)))})s?\b"
+            )
+            for iv, text in self.interviews.items():
+                if text.mentions(name):
+                    continue
+                forms = tuple(
+                    dict.fromkeys(
+                        m.group(0)
+                        for m in pattern.finditer(text.spaced)
+                        if 0 < Levenshtein.distance(m.group(1), target) <= limit
+                    )
+                )
+                if forms:
+                    out.setdefault(name, {})[iv] = forms
+        if len(self._heard) > 256:
+            self._heard.clear()
+        self._heard[question] = out
+        return out
 
     def name_features(self, question: str, searched: Sequence[str]) -> dict[str, dict[str, float]]:
         """Per interview: ``has_name`` (the question names something), ``name_hit`` (share of

@@ -625,6 +625,33 @@ def test_which_mention_lists_and_quotes_the_interviews_that_say_it(
 
 
 @pytest.mark.slow
+def test_which_mention_lists_the_interviews_whose_transcript_misheard_the_name(
+    mlsss_pipeline: Pipeline,
+) -> None:
+    """The transcripts say SHAP as "sharp values" (interview 4), "shop values" (32) and
+    "sharply values" (13): all three talk about explaining models with SHAP (grepped), and are
+    listed, each quoted saying it, with a line that shows how the name was heard. The fitted
+    probabilities are not touched: only the rule that lists those who say the name."""
+    q = "Which interviewees talk about using SHAP / Shapley values to explain model predictions?"
+    answer = mlsss_pipeline.engine("extractive").answer(q)
+    assert {"4", "13", "32"} <= set(answer.coverage["interviews"])
+    for iv, form in (("4", "sharp values"), ("13", "sharply values"), ("32", "shop values")):
+        quotes = [c.quote for c in answer.citations if c.interview_id == iv]
+        assert quotes and any(form in " ".join(q.lower().split()) for q in quotes), quotes
+        assert [n for n, i, f in answer.settings["heard_as"] if i == iv and f == form]
+    assert "SHAP as “shop values” (interview 32), “sharp values” (interview 4)" in answer.text
+    # without the misheard forms, the rule lists only those who spell it (the answer before)
+    plain = mlsss_pipeline.scanner.terms.heard
+    try:
+        mlsss_pipeline.scanner.terms.heard = lambda question: {}  # type: ignore[method-assign]
+        before = mlsss_pipeline.engine("extractive").answer(q)
+    finally:
+        mlsss_pipeline.scanner.terms.heard = plain  # type: ignore[method-assign]
+    assert not {"4", "13", "32"} <= set(before.coverage["interviews"])
+    assert "misheard" not in before.text
+
+
+@pytest.mark.slow
 def test_a_name_most_interviews_say_does_not_choose_the_quotes(mlsss_pipeline: Pipeline) -> None:
     """Most interviews say "ML": it lists nobody, so it must not pick anyone's quote either
     (quoting every interview where it says "ML" gave 8 of 9 quotes about "an ML system")."""

@@ -47,6 +47,26 @@ def test_an_interview_mentions_a_name_as_the_transcriber_wrote_it(terms: CorpusT
     assert all(f == {"has_name": 0.0, "name_hit": 0.0, "name_near": 0.0} for f in none.values())
 
 
+def test_a_name_the_transcript_misheard_is_found_before_a_word_that_follows_it(
+    terms: CorpusTerms,
+) -> None:
+    """ "SHAP values" is "sharp values" in interview 4 and "shop values" in 32; "Shapley
+    values" is "sharply value(s)" in 13 and 23 (grepped). Interview 20 says "shap values" as
+    written: a mention, not a misheard one. "Sharp" before another word is not SHAP, and a
+    name with no word after it anywhere (Kedro) has nothing to anchor a misheard form ("Kendro"
+    is the one-letter slip of ``name_near``)."""
+    q = "Which interviewees talk about using SHAP / Shapley values to explain model predictions?"
+    assert terms.heard(q) == {
+        "SHAP": {"4": ("sharp values",), "32": ("shop values",)},
+        "Shapley": {"13": ("sharply values",), "23": ("sharply value",)},
+    }
+    assert terms.heard("Which participants mention the Kedro pipeline framework?") == {}
+    assert terms.heard("How do practitioners handle missing values?") == {}
+    # the fitted features are the name as written
+    assert terms.name_features(q, ["4", "20"])["4"]["name_hit"] == 0.0
+    assert terms.name_features(q, ["4", "20"])["20"]["name_hit"] > 0.0
+
+
 def test_phrases_whose_words_are_never_used_together(terms: CorpusTerms) -> None:
     ivs = list(terms.interviews)
     q = "What experiences do interviewees report with differential privacy?"
