@@ -316,10 +316,14 @@ class Retriever:
         """The passages that say a name the question asks about ("MLflow"), as a transcriber
         may have written it ("ML flow", which BM25's "mlflow" misses), best BM25 first: a third
         ranking for fusion, weighed by ``name_weight``. A name most interviewees say ("ML",
-        and "IT", which matches "it") picks nothing out and is left out."""
+        and "IT", which matches "it") picks nothing out and is left out. A name the transcript
+        misheard ("sharp values" for SHAP values, ``CorpusTerms.heard``) ranks here too."""
         saying: set[int] = set()
         for name in self.terms.distinctive_names(q):
             saying |= self.terms.chunks_mentioning(name)
+        for by_interview in self.terms.heard(q).values():
+            for form in {f for forms in by_interview.values() for f in forms}:
+                saying |= self.terms.chunks_mentioning(form)
         ranked = sorted((p for p in saying if mask[p]), key=lambda p: (-keyword[p], p))
         return ranked[:n]
 

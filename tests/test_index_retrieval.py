@@ -137,6 +137,14 @@ def test_passages_saying_a_named_tool_rank_however_it_was_transcribed(mlsss_pipe
     assert terms.distinctive_names("Why do ML projects fail in IT departments using MLflow?") == (
         "MLflow",
     )
+    # a name the transcript misheard ranks too: interview 23's "sharply value" (Shapley value)
+    shap = "Which interviewees talk about using SHAP / Shapley values to explain model predictions?"
+    r = Retriever(index, embedder, s, terms=terms)
+    assert "23" in {h.chunk.interview_id for h in r.retrieve(shap, k=10).hits}
+    deaf = Retriever(index, embedder, s, terms=terms)
+    deaf.terms = type(terms)(index)
+    deaf.terms.heard = lambda question: {}  # type: ignore[method-assign]
+    assert "23" not in {h.chunk.interview_id for h in deaf.retrieve(shap, k=10).hits}
 
 
 def test_per_interview_cap(seed_index: Settings, embedder: Embedder) -> None:
