@@ -119,6 +119,14 @@ def _mean_of(rows: dict[str, dict[str, float]], key: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def _summary(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One corpus's questions: the mean of each figure and of the score, and how many."""
+    return {
+        **{k: round(_mean_of(rows, k), 4) for k in (*METRICS, "score")},
+        "questions": len(rows),
+    }
+
+
 def _split(fs: FitSet, split: str) -> list[Question]:
     return [q for q in fs.questions if (q.split == "heldout") == (split == "heldout")]
 
@@ -187,8 +195,7 @@ def fit(
                 if split == "dev"
                 else question_scores(fs.pipeline, _split(fs, split), point, locators[fs.name])
             )
-            out[fs.name] = {k: round(_mean_of(rows, k), 4) for k in (*METRICS, "score")}
-            out[fs.name]["questions"] = len(rows)
+            out[fs.name] = _summary(rows)
         return out
 
     ranked = sorted(points, key=objective, reverse=True)
@@ -286,13 +293,7 @@ def fit_weight(
     )
 
     def figures(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-        return {
-            name: {
-                **{k: round(_mean_of(r, k), 4) for k in (*METRICS, "score")},
-                "questions": len(r),
-            }
-            for name, r in rows.items()
-        }
+        return {name: _summary(r) for name, r in rows.items()}
 
     return {
         **decision({knob: best}, {knob: baseline}, {knob: chosen}, diff, se),
