@@ -12,6 +12,7 @@ from .index import Index
 from .retrieval import Retriever
 from .scan import Scanner
 from .settings import Settings
+from .terms import CorpusTerms
 
 
 @dataclass
@@ -33,13 +34,13 @@ class Pipeline:
         if model is None:
             path = settings.scan_model_path()
             model = ScanModel.load(path) if path.is_file() else ScanModel.neutral()
-        retriever = Retriever(index, embedder, settings)
+        terms = CorpusTerms(index)  # one reading of the corpus's words, for both
         return cls(
             settings,
             embedder,
             index,
-            retriever,
-            Scanner(index, embedder, model, shared_terms=retriever.terms),
+            Retriever(index, embedder, settings, terms=terms),
+            Scanner(index, embedder, model, shared_terms=terms),
         )
 
     def engine(self, name: str | None = None) -> Any:

@@ -17,6 +17,7 @@ import numpy as np
 from .embedding import Embedder
 from .errors import QuestionError
 from .index import Index
+from .names import CorpusNames
 from .question import (
     FRAMING_WORDS,
     asks_for_interviews,
@@ -26,7 +27,6 @@ from .question import (
     validate_question,
 )
 from .settings import Settings
-from .terms import CorpusTerms
 from .types import Chunk, Hit, Role, Turn, interview_order
 
 FUSIONS = ("rrf", "score")
@@ -174,12 +174,12 @@ class Retriever:
         index: Index,
         embedder: Embedder,
         settings: Settings | None = None,
-        terms: CorpusTerms | None = None,
+        terms: CorpusNames | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.settings = settings or index.settings
-        self.terms = terms or CorpusTerms(index)  # lazy: read only when a question names things
+        self.terms = terms or CorpusNames(index)  # lazy: read only when a question names things
         self._all_codes = tuple(index.code_counts())
         self._masks: dict[Filters, np.ndarray] = {}
 
@@ -317,7 +317,7 @@ class Retriever:
         may have written it ("ML flow", which BM25's "mlflow" misses), best BM25 first: a third
         ranking for fusion, weighed by ``name_weight``. A name most interviewees say ("ML",
         and "IT", which matches "it") picks nothing out and is left out. A name the transcript
-        misheard ("sharp values" for SHAP values, ``CorpusTerms.heard``) ranks here too."""
+        misheard ("sharp values" for SHAP values, ``CorpusNames.heard``) ranks here too."""
         saying: set[int] = set()
         for name in self.terms.distinctive_names(q):
             saying |= self.terms.chunks_mentioning(name)

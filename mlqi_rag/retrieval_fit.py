@@ -142,7 +142,7 @@ def naming_a_code(fs: FitSet) -> FitSet:
 
 def naming_a_name(fs: FitSet) -> FitSet:
     """``fs`` with only the questions that name a tool or method some of its interviewees say
-    and most do not (``CorpusTerms.distinctive_names``)."""
+    and most do not (``CorpusNames.distinctive_names``)."""
     terms = fs.pipeline.retriever.terms
     return FitSet(
         fs.name, fs.pipeline, tuple(q for q in fs.questions if terms.distinctive_names(q.question))

@@ -83,13 +83,13 @@ class Scan:
     # a "which interviewees mention X?" question that interviewees saying X answer
     answered_by_name: bool = False
     # (name, interview, form): listed for saying a name the transcript misheard ("sharp
-    # values" for SHAP values, ``CorpusTerms.heard``), shown so the reader can judge it
+    # values" for SHAP values, ``CorpusNames.heard``), shown so the reader can judge it
     heard_as: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def out_of_scope(self) -> bool:
         """Answer "not in the interviews": named things no transcript mentions
-        (``CorpusTerms.ruled_out_by_name``), or a question the fitted question-level model
+        (``CorpusNames.ruled_out_by_name``), or a question the fitted question-level model
         places outside the corpus, unless it asks which interviewees mention a name some of
         them say (``calibration.answered_by_name``)."""
         if self.ruled_out_by_name:
@@ -125,7 +125,7 @@ class Scanner:
     model: ScanModel
     quote_weights: QuoteWeights = SHIPPED
     _fr_cache: dict[str, np.ndarray] = field(default_factory=dict)
-    shared_terms: CorpusTerms | None = None  # the retriever's, so the corpus is read once
+    shared_terms: CorpusTerms | None = None  # the retriever's too (``Pipeline``): read once
 
     # ---- what the index gives once ---------------------------------------------------------
 
@@ -415,7 +415,7 @@ def _standard(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def _heard_saying(
     x: np.ndarray, names: Sequence[str], heard: dict[str, dict[str, tuple[str, ...]]]
 ) -> np.ndarray:
-    """``x`` with the interviews heard saying a name (``CorpusTerms.heard``) counted as saying
+    """``x`` with the interviews heard saying a name (``CorpusNames.heard``) counted as saying
     it (``name_hit``), for the listing rules only."""
     if not heard:
         return x
