@@ -20,7 +20,7 @@ from .errors import ConfigError, SourceChangedError
 from .evidence import Group, Quote, closest_quotes, group_heading, group_quotes, quotes_for
 from .quotes import recheck
 from .retrieval import Filters, RetrievalResult
-from .scan import Scan
+from .scan_result import Scan
 from .types import Answer, Citation, Hit
 
 NOT_IN_INTERVIEWS = "Not in the interviews"

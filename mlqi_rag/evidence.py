@@ -17,7 +17,7 @@ from .errors import SourceChangedError
 from .index import Index
 from .quote_choice import SHIPPED
 from .quotes import citation
-from .scan import InterviewEvidence, Scan
+from .scan_result import InterviewEvidence, Scan
 from .types import Citation
 
 MIN_GROUPING = 3  # fewer quoting interviews than this are listed, not grouped
