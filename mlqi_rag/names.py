@@ -281,7 +281,7 @@ class CorpusNames:
             if not re.fullmatch(r"[a-z][a-z0-9]{3,}", target):
                 continue
             after = _followers(target, [question.lower()]) | _followers(
-                target, [t.spaced for t in self.interviews.values()]
+                target, [self.interviews[iv].spaced for iv in self.sayers(name)]
             )
             if not after:
                 continue
