@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import grouping
 from .errors import SourceChangedError
@@ -35,15 +35,19 @@ class Group:
     """One practice: its label, and what it was derived from (codes or a cluster)."""
 
     label: str
-    source: str  # "codes" | "cluster" | "all"
+    source: str  # "codes" | "cluster" | "others" | "all"
     quotes: tuple[Quote, ...]
+
+
+# The group of clusters that only one interviewee's quotes make up: not a theme of the study.
+OTHERS = Group("passages", "others", ())
 
 
 def group_heading(source: str, n_interviews: int) -> tuple[str, str]:
     """What a group's heading says around its label, the same in the answer's text and the
     app's panel: its kind ("code" when the researchers' codes made the group, "theme" when
-    clusters did) and its interview count."""
-    kind = "code" if source == "codes" else "theme"
+    clusters did, "other" for the passages of one interviewee each) and its interview count."""
+    kind = {"codes": "code", "others": "other"}.get(source, "theme")
     return kind, f"{n_interviews} interview{'s' if n_interviews != 1 else ''}"
 
 
@@ -123,7 +127,11 @@ def group_quotes(
     clusters: dict[int, list[Quote]] = {}
     for q, lab in zip(quotes, labels, strict=True):
         clusters.setdefault(int(lab), []).append(q)
-    if len(clusters) == 1:
+    # A theme is what several interviewees say: a cluster of one interviewee's quotes (two
+    # thirds of the clusters on the 36 transcripts' dev questions) is listed with the others
+    # like it, after the themes, not named as a practice of its own.
+    themes = {k: v for k, v in clusters.items() if len({q.citation.interview_id for q in v}) > 1}
+    if len(clusters) == 1 or not themes:
         return [Group("", "all", tuple(quotes))]
     names = grouping.label_clusters(
         {k: interview_texts(v) for k, v in clusters.items()},
@@ -131,7 +139,13 @@ def group_quotes(
         index.document_frequency,
         languages={index.interviews[q.citation.interview_id].language for q in quotes},
     )
-    return _ordered([Group(names[k], "cluster", tuple(v)) for k, v in clusters.items()])
+    groups = _ordered([Group(names[k], "cluster", tuple(v)) for k, v in themes.items()])
+    rest = tuple(
+        sorted(
+            (q for k, v in clusters.items() if k not in themes for q in v), key=lambda q: -q.score
+        )
+    )
+    return groups + [replace(OTHERS, quotes=rest)] if rest else groups
 
 
 def interview_texts(quotes: Sequence[Quote]) -> list[str]:
