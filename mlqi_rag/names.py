@@ -224,8 +224,15 @@ class CorpusNames:
     def distinctive_names(self, question: str) -> tuple[str, ...]:
         """The question's names that some interviewees say and most do not (see
         ``ruled_out_by_name``: "ML" picks nothing out)."""
-        most = NAME_SHARE * max(1, len(self.interviews))
-        return tuple(name for name in self.names(question) if 0 < len(self.sayers(name)) <= most)
+        return tuple(
+            name
+            for name in self.names(question)
+            if self.sayers(name) and not self._said_by_most(name)
+        )
+
+    def _said_by_most(self, name: str) -> bool:
+        """Said by more than ``NAME_SHARE`` of the interviews: it picks nobody out."""
+        return len(self.sayers(name)) > NAME_SHARE * max(1, len(self.interviews))
 
     def ruled_out_by_name(self, question: str, absent: Sequence[str] | None = None) -> bool:
         """Whether the question is about named things no transcript mentions: some name is
@@ -240,11 +247,7 @@ class CorpusNames:
         gone = set(self.absent_names(question) if absent is None else absent)
         if not gone:
             return False
-        most = NAME_SHARE * max(1, len(self.interviews))
-        return all(
-            name in gone or sum(t.mentions(name) for t in self.interviews.values()) > most
-            for name in self.names(question)
-        )
+        return all(name in gone or self._said_by_most(name) for name in self.names(question))
 
     def absent_words(self, question: str) -> tuple[str, ...]:
         """Ordinary lower-case question words no transcript uses (not one-letter typos).
@@ -289,8 +292,9 @@ class CorpusNames:
             pattern = re.compile(
                 rf"\b({target[0]}[a-z0-9]{{2,}}) ({'|'.join(map(re.escape, sorted(after)))})s?\b"
             )
+            said = self.sayers(name)
             for iv, text in self.interviews.items():
-                if text.mentions(name):
+                if iv in said:
                     continue
                 forms = tuple(
                     dict.fromkeys(
@@ -318,7 +322,7 @@ class CorpusNames:
             text = self.interviews[iv]
             hit = near = 0.0
             for name in names:
-                if text.mentions(name):
+                if iv in self.sayers(name):
                     hit += 1.0
                     near += 1.0
                     continue
