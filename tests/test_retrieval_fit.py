@@ -3,6 +3,7 @@ defaults against a fit on the real seeds and 36 transcripts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,8 +36,9 @@ def _questions(split: str, n: int) -> tuple[Question, ...]:
     )
 
 
-def _fake_scores(table: dict[tuple[RetrievalSetting, str], list[float]]) -> Any:
-    """question_scores as if the retriever scored each question of a split so."""
+def _fake_scores(value: Callable[[RetrievalSetting, Sequence[Question]], list[float]]) -> Any:
+    """question_scores as if the retriever scored the questions so: ``value(setting,
+    questions)`` gives each question's figures."""
 
     def scores(
         pipeline: Any,
@@ -45,14 +47,22 @@ def _fake_scores(table: dict[tuple[RetrievalSetting, str], list[float]]) -> Any:
         locate: Any = None,
         extra: Any = None,
     ) -> dict[str, Any]:
-        split = questions[0].split if questions else "dev"
-        vals = table.get((setting, split), [0.5] * len(questions))
         return {
             q.id: {"interview_recall@10": v, "quote_hit@10": v, "mrr": v, "score": v}
-            for q, v in zip(questions, vals, strict=True)
+            for q, v in zip(questions, value(setting, questions), strict=True)
         }
 
     return scores
+
+
+def _by_split(table: dict[tuple[RetrievalSetting, str], list[float]]) -> Any:
+    """Scores per setting and split, from ``table`` (0.5 for what it does not list)."""
+
+    def value(setting: RetrievalSetting, questions: Sequence[Question]) -> list[float]:
+        split = questions[0].split if questions else "dev"
+        return table.get((setting, split), [0.5] * len(questions))
+
+    return _fake_scores(value)
 
 
 def test_the_pick_must_beat_the_setting_before_by_more_than_noise(
@@ -67,7 +77,7 @@ def test_the_pick_must_beat_the_setting_before_by_more_than_noise(
         (HELDOUT_ONLY, "dev"): [0.1] * 20,
         (HELDOUT_ONLY, "heldout"): [1.0] * 5,
     }
-    monkeypatch.setattr(retrieval_fit, "question_scores", _fake_scores(table))
+    monkeypatch.setattr(retrieval_fit, "question_scores", _by_split(table))
     report = retrieval_fit.fit(sets, grid=[SLIGHTLY, HELDOUT_ONLY])
     assert report["best"] == asdict(SLIGHTLY)
     assert report["best_gain"] == pytest.approx(0.01, abs=1e-3)
@@ -94,18 +104,11 @@ def test_each_corpus_counts_once_however_many_questions_it_has(
         FitSet("small", NO_PIPELINE, _questions("dev", 10)),
     ]
 
-    def scores(
-        pipeline: Any,
-        questions: Any,
-        setting: RetrievalSetting,
-        locate: Any = None,
-        extra: Any = None,
-    ) -> dict[str, Any]:
+    def value(setting: RetrievalSetting, questions: Sequence[Question]) -> list[float]:
         big = len(questions) == 100
-        v = {BASELINE: 0.5, BETTER: 0.48 if big else 0.9}.get(setting, 0.0)
-        return {q.id: {"score": v, "mrr": v} for q in questions}
+        return [{BASELINE: 0.5, BETTER: 0.48 if big else 0.9}.get(setting, 0.0)] * len(questions)
 
-    monkeypatch.setattr(retrieval_fit, "question_scores", scores)
+    monkeypatch.setattr(retrieval_fit, "question_scores", _fake_scores(value))
     report = retrieval_fit.fit(sets, grid=[BETTER])
     assert report["best"] == asdict(BETTER)
     assert report["best_gain"] == pytest.approx((0.4 - 0.02) / 2)
