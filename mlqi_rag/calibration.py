@@ -151,11 +151,18 @@ def lists_by_count(x: np.ndarray) -> bool:
 NAME_SHARE = 0.5
 
 
-def name_sayers(x: np.ndarray) -> np.ndarray:
+def name_sayers(x: np.ndarray, said_in: tuple[int, int] | None = None) -> np.ndarray:
     """Rows (interviews) whose participants say a name the question asks about, when that name
-    is distinctive: said in at least one and at most ``NAME_SHARE`` of the searched interviews."""
+    is distinctive: said in at least one and at most ``NAME_SHARE`` of the interviews.
+
+    ``said_in`` is (how many interviews of the whole corpus say it, of how many): a search
+    filtered to three interviews, two of which say LightGBM, does not make LightGBM a word
+    most interviewees say. Without it the searched rows are the corpus (the fitted questions
+    search it all)."""
     said = x[:, FEATURES.index("name_hit")] > 0
-    return said if 1 <= int(said.sum()) <= NAME_SHARE * len(said) else np.zeros(len(x), bool)
+    n, of = said_in if said_in is not None else (int(said.sum()), len(said))
+    distinctive = bool(said.any()) and 1 <= n <= NAME_SHARE * of
+    return said if distinctive else np.zeros(len(x), bool)
 
 
 def answered_by_name(x: np.ndarray) -> bool:
@@ -226,7 +233,9 @@ class ScanModel:
     def threshold(self, asks_which: bool) -> float:
         return self.t_which if asks_which and self.t_which >= 0 else self.t_discusses
 
-    def discussing(self, x: np.ndarray, p_d: np.ndarray) -> np.ndarray:
+    def discussing(
+        self, x: np.ndarray, p_d: np.ndarray, said_in: tuple[int, int] | None = None
+    ) -> np.ndarray:
         """Which of one question's searched interviews discuss it (rows of ``x``).
 
         A "which interviewees…" question over the corpus asks for a list, and the researcher
@@ -236,23 +245,24 @@ class ScanModel:
         F1 0.46 → 0.50, count error 3.3 → 2.1, false abstention 0.073 → 0.057. Other questions
         (and a "which" question about interviews it names) keep the fitted bar. A model with
         its own bar for "which" questions (``t_which`` ≥ 0: older models, and the one-feature
-        baseline, whose scores are not probabilities) uses that bar instead."""
+        baseline, whose scores are not probabilities) uses that bar instead. ``said_in``: see
+        ``name_sayers``."""
         if not len(p_d):
             return np.zeros(0, dtype=bool)
         if self.t_which < 0 and lists_by_count(x):
             k = int(round(float(p_d.sum())))
             out = np.zeros(len(p_d), dtype=bool)
             out[np.argsort(-p_d, kind="stable")[:k]] = True
-            return out | self.name_listed(x)
+            return out | self.name_listed(x, said_in)
         return p_d >= self.threshold(bool(x[0, FEATURES.index("asks_which")] > 0))
 
-    def name_listed(self, x: np.ndarray) -> np.ndarray:
+    def name_listed(self, x: np.ndarray, said_in: tuple[int, int] | None = None) -> np.ndarray:
         """Rows a "which interviewees…" question lists because their participants say the name
         it asks about ("Which participants mention LightGBM?"), however briefly: a passing
         mention scores low on every similarity. Repeated 5-fold CV on the dev questions, added
         to the expected-count list: coverage F1 0.557 → 0.636, count error 1.95 → 1.32."""
         if self.t_which < 0 and len(x) and lists_by_count(x):
-            return name_sayers(x)
+            return name_sayers(x, said_in)
         return np.zeros(len(x), dtype=bool)
 
     def count_range(

@@ -234,6 +234,19 @@ class CorpusNames:
         """Said by more than ``NAME_SHARE`` of the interviews: it picks nobody out."""
         return len(self.sayers(name)) > NAME_SHARE * max(1, len(self.interviews))
 
+    def said_in(
+        self, question: str, heard: dict[str, dict[str, tuple[str, ...]]] | None = None
+    ) -> tuple[int, int]:
+        """How many interviews of the corpus say one of the question's names (as written, or
+        misheard as ``heard`` found them), of how many. Whether a name picks anyone out is a
+        fact of the corpus, not of a filtered search (``calibration.name_sayers``)."""
+        who: set[str] = set()
+        for name in self.names(question):
+            who |= self.sayers(name)
+        for by_iv in (heard or {}).values():
+            who |= set(by_iv)
+        return len(who), len(self.interviews)
+
     def ruled_out_by_name(self, question: str, absent: Sequence[str] | None = None) -> bool:
         """Whether the question is about named things no transcript mentions: some name is
         absent and every other distinctive name is too. A name most interviewees say ("ML")

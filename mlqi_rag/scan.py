@@ -89,10 +89,11 @@ class Scanner:
         # features stay the name as written: the probabilities are the model's own.
         heard = self.terms.heard(q) if len(names) and lists_by_count(x) else {}
         said_as = _heard_saying(x, names, heard)
-        chosen = self.model.discussing(said_as, p_d)
+        said_in = self.terms.said_in(q, heard)
+        chosen = self.model.discussing(said_as, p_d, said_in)
         # "Which participants mention LightGBM?": an interview listed for saying it is quoted
         # saying it, not with a stronger passage about something else.
-        listed = self.model.name_listed(said_as)
+        listed = self.model.name_listed(said_as, said_in)
         asked = self.terms.names(q) if listed.any() else ()
         evidence = []
         for i, iv in enumerate(names):

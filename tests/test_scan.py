@@ -200,6 +200,9 @@ def test_which_questions_list_whoever_says_the_name() -> None:
     how[:, f["asks_which"]] = 0.0
     assert model.discussing(how, p_d).tolist() == (p_d >= model.t_discusses).tolist()
     assert not model.name_listed(how).any()
+    # a search filtered to these rows: whether the name picks anyone out is the corpus's fact
+    assert model.name_listed(common, said_in=(2, 36)).tolist() == common[:, f["name_hit"]].tolist()
+    assert not model.name_listed(x, said_in=(30, 36)).any()
 
 
 def test_how_far_the_strongest_interview_stands_out() -> None:
@@ -622,6 +625,20 @@ def test_which_mention_lists_and_quotes_the_interviews_that_say_it(
     for iv in ("8", "13"):
         quotes = [c.quote for c in answer.citations if c.interview_id == iv]
         assert quotes and all("gbm" in q.lower() for q in quotes), quotes
+
+
+@pytest.mark.slow
+def test_a_filtered_which_question_lists_whoever_says_the_name(mlsss_pipeline: Pipeline) -> None:
+    """Searched within interviews 8, 13 and 30, both of the study's LightGBM interviews are
+    listed: two of three searched interviews say it, but 2 of 36 do, so the name still picks
+    them out (judged on the searched three, 8 was only "touching" it)."""
+    from mlqi_rag.retrieval import Filters
+
+    answer = mlsss_pipeline.engine("extractive").answer(
+        "Which participants mention using LightGBM?", Filters(interviews=("8", "13", "30"))
+    )
+    assert answer.coverage["interviews"] == ["13", "8"] and answer.coverage["of"] == 3
+    assert answer.text.startswith("2 of 3 interviews discuss this")
 
 
 @pytest.mark.slow
