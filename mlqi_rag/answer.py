@@ -78,6 +78,16 @@ def heard_note(scan: Scan) -> str:
     return f"Counted as the name misheard in the transcript: {'; '.join(parts)}."
 
 
+def outside_note(scan: Scan) -> str:
+    """Where else a filtered search's names are said: "Outside this search, LightGBM is
+    mentioned in interviews 8 and 13." """
+    parts = [
+        f"{name} is mentioned in interview{'s' if len(ivs) > 1 else ''} {_ids(list(ivs))}"
+        for name, ivs in scan.said_outside
+    ]
+    return f"Outside this search, {'; '.join(parts)}." if parts else ""
+
+
 def _format_citation(c: Citation) -> str:
     label = f" ({c.label})" if c.label else ""
     codes = f" [{', '.join(c.codes)}]" if c.codes else ""
@@ -118,14 +128,20 @@ def render_extractive(scan: Scan, groups: list[Group]) -> str:
         ]
     if note := language_note(scan):
         lines += ["", note]
+    if note := outside_note(scan):
+        lines += ["", note]
     return "\n".join(lines)
 
 
-def render_abstention(closest: list[Citation], absent: tuple[str, ...] = ()) -> str:
+def render_abstention(
+    closest: list[Citation], absent: tuple[str, ...] = (), outside: str = ""
+) -> str:
     if absent:
         lines = [f"No interview mentions {' or '.join(absent)}."]
     else:
         lines = [f"{NOT_IN_INTERVIEWS}: the interviews don't discuss this."]
+    if outside:
+        lines += ["", outside]
     if closest:
         lines += ["", "Closest passages (closest, not an answer):"]
         lines += [f"- {_format_citation(c)}" for c in closest]
@@ -236,6 +252,7 @@ class BaseEngine:
             "codes_named": list(result.matched_codes),
             "absent_names": list(scan.absent_names),
             "heard_as": [list(h) for h in scan.heard_as],
+            "said_outside": {name: list(ivs) for name, ivs in scan.said_outside},
             "p_out_of_scope": round(scan.p_out_of_scope, 4),
         }
         quotes = (
@@ -250,7 +267,8 @@ class BaseEngine:
         if not quotes:
             closest = closest_quotes(index, scan)
             absent = scan.absent_names if scan.ruled_out_by_name else ()
-            text = with_warnings(render_abstention(closest, absent), result.warnings)
+            text = render_abstention(closest, absent, outside_note(scan))
+            text = with_warnings(text, result.warnings)
             yield text
             yield Answer(
                 question=result.question,

@@ -35,6 +35,7 @@ from .retrieval import RetrievalResult
 from .scan_result import InterviewEvidence, Scan, Verdict
 from .spans import Passages
 from .terms import CorpusTerms, says
+from .types import interview_order
 
 
 @dataclass
@@ -75,10 +76,11 @@ class Scanner:
         q = result.question
         absent = self.absent_names(q)
         ruled = self.terms.ruled_out_by_name(q, absent)
-        if query_vector is None or result.allowed is None:  # the filters leave nothing
-            return Scan(q, (), absent, ruled_out_by_name=ruled, model=self.model.digest)
-        allowed = result.allowed & self._participant
         searched = [iv for iv in index.interviews if iv in set(result.searched)]
+        outside = self._said_outside(q, searched)
+        if query_vector is None or result.allowed is None:  # the filters leave nothing
+            return Scan(q, (), absent, ruled, model=self.model.digest, said_outside=outside)
+        allowed = result.allowed & self._participant
         other = tuple(iv for iv in searched if index.interviews[iv].language != "en")
         features, quotes = self._features(q, query_vector, allowed, searched, other)
         names = list(features)
@@ -135,7 +137,25 @@ class Scanner:
                 if iv in names and listed[names.index(iv)]
                 for form in forms
             ),
+            said_outside=outside,
         )
+
+    def _said_outside(
+        self, question: str, searched: Sequence[str]
+    ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The interviews a filter left out that say a distinctive name of the question: a
+        researcher who searched three interviews for LightGBM learns where else it is said,
+        rather than only that these three do not."""
+        if len(searched) >= len(self.index.interviews):
+            return ()
+        inside = set(searched)
+        out = []
+        for name in self.terms.distinctive_names(question):
+            said = self.terms.sayers(name)
+            others = tuple(sorted(said - inside, key=interview_order))
+            if others:
+                out.append((name, others))
+        return tuple(out)
 
     def _french_vector(self, question: str) -> np.ndarray | None:
         words = french_keywords(question)

@@ -59,6 +59,9 @@ class Scan:
     # (name, interview, form): listed for saying a name the transcript misheard ("sharp
     # values" for SHAP values, ``CorpusNames.heard``), shown so the reader can judge it
     heard_as: tuple[tuple[str, str, str], ...] = ()
+    # (name, interviews): a filtered search's distinctive names, and the interviews outside
+    # the search that say them ("Outside this search, interviews 8 and 13 mention LightGBM")
+    said_outside: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def out_of_scope(self) -> bool:

@@ -631,7 +631,8 @@ def test_which_mention_lists_and_quotes_the_interviews_that_say_it(
 def test_a_filtered_which_question_lists_whoever_says_the_name(mlsss_pipeline: Pipeline) -> None:
     """Searched within interviews 8, 13 and 30, both of the study's LightGBM interviews are
     listed: two of three searched interviews say it, but 2 of 36 do, so the name still picks
-    them out (judged on the searched three, 8 was only "touching" it)."""
+    them out (judged on the searched three, 8 was only "touching" it). A search that leaves
+    out those who say it says where else it is said."""
     from mlqi_rag.retrieval import Filters
 
     answer = mlsss_pipeline.engine("extractive").answer(
@@ -639,6 +640,18 @@ def test_a_filtered_which_question_lists_whoever_says_the_name(mlsss_pipeline: P
     )
     assert answer.coverage["interviews"] == ["13", "8"] and answer.coverage["of"] == 3
     assert answer.text.startswith("2 of 3 interviews discuss this")
+    assert "Outside this search" not in answer.text and not answer.settings["said_outside"]
+    # searched where nobody says it: the answer says where it is said
+    elsewhere = mlsss_pipeline.engine("extractive").answer(
+        "Which participants mention using LightGBM?", Filters(interviews=("8", "9", "30"))
+    )
+    assert elsewhere.coverage["interviews"] == ["8"]
+    assert "Outside this search, LightGBM is mentioned in interview 13." in elsewhere.text
+    none = mlsss_pipeline.engine("extractive").answer(
+        "Which participants mention using LightGBM?", Filters(interviews=("9", "23"))
+    )
+    assert none.settings["said_outside"] == {"LightGBM": ["8", "13"]}
+    assert "Outside this search, LightGBM is mentioned in interviews 8, 13." in none.text
 
 
 @pytest.mark.slow
