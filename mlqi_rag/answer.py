@@ -21,7 +21,7 @@ from .evidence import Group, Quote, closest_quotes, group_heading, group_quotes,
 from .quotes import recheck
 from .retrieval import Filters, RetrievalResult
 from .scan_result import Scan
-from .types import Answer, Citation, Hit
+from .types import Answer, Citation, Hit, interview_order
 
 NOT_IN_INTERVIEWS = "Not in the interviews"
 
@@ -134,10 +134,22 @@ def render_extractive(scan: Scan, groups: list[Group]) -> str:
 
 
 def render_abstention(
-    closest: list[Citation], absent: tuple[str, ...] = (), outside: str = ""
+    closest: list[Citation],
+    absent: tuple[str, ...] = (),
+    outside: str = "",
+    searched: Sequence[str] | None = None,
 ) -> str:
+    """``searched``: the interviews a filtered search read (None: the whole corpus), named so
+    that "not in the interviews" is not read as a finding about the study."""
     if absent:
         lines = [f"No interview mentions {' or '.join(absent)}."]
+    elif searched is not None and not searched:
+        lines = [f"{NOT_IN_INTERVIEWS}: no passage matches the filters."]
+    elif searched is not None:
+        which = f" ({_ids(sorted(searched, key=interview_order))})" if len(searched) <= 10 else ""
+        whom = "the interview" if len(searched) == 1 else f"the {len(searched)} interviews"
+        verb = "doesn't" if len(searched) == 1 else "don't"
+        lines = [f"{NOT_IN_INTERVIEWS}: {whom} searched{which} {verb} discuss this."]
     else:
         lines = [f"{NOT_IN_INTERVIEWS}: the interviews don't discuss this."]
     if outside:
@@ -267,7 +279,10 @@ class BaseEngine:
         if not quotes:
             closest = closest_quotes(index, scan)
             absent = scan.absent_names if scan.ruled_out_by_name else ()
-            text = render_abstention(closest, absent, outside_note(scan))
+            filtered = len(result.searched) < len(index.interviews)
+            text = render_abstention(
+                closest, absent, outside_note(scan), result.searched if filtered else None
+            )
             text = with_warnings(text, result.warnings)
             yield text
             yield Answer(

@@ -353,3 +353,30 @@ def test_ask_cli_batch_json(seed_index: Settings, tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(cli, ["ask", "   "], env=env)
     assert result.exit_code == 1 and result.stderr.startswith("error: empty question")
+
+
+def test_not_in_the_interviews_names_what_a_filtered_search_read() -> None:
+    """ "Not in the interviews" after a filter is about the interviews searched, not the study:
+    the answer says which (by id, up to ten), and that nothing matched when nothing did."""
+    from mlqi_rag.answer import render_abstention
+
+    whole = render_abstention([])
+    assert whole == "Not in the interviews: the interviews don't discuss this."
+    assert render_abstention([], searched=["9"]).startswith(
+        "Not in the interviews: the interview searched (9) doesn't discuss this."
+    )
+    two = render_abstention([], searched=["23", "9"], outside="Outside this search, X is said.")
+    assert (
+        two.splitlines()[0]
+        == "Not in the interviews: the 2 interviews searched (9, 23) don't discuss this."
+    )
+    assert two.splitlines()[2] == "Outside this search, X is said."
+    many = render_abstention([], searched=[str(i) for i in range(2, 14)])
+    assert many.startswith("Not in the interviews: the 12 interviews searched don't discuss this.")
+    assert render_abstention([], searched=[]).startswith(
+        "Not in the interviews: no passage matches the filters."
+    )
+    # a name no transcript mentions is said as such, filtered or not
+    assert render_abstention([], ("Snorkel",), searched=["9"]).startswith(
+        "No interview mentions Snorkel."
+    )

@@ -652,6 +652,9 @@ def test_a_filtered_which_question_lists_whoever_says_the_name(mlsss_pipeline: P
     )
     assert none.settings["said_outside"] == {"LightGBM": ["8", "13"]}
     assert "Outside this search, LightGBM is mentioned in interviews 8, 13." in none.text
+    assert none.abstained and none.text.startswith(
+        "Not in the interviews: the 2 interviews searched (9, 23) don't discuss this."
+    )
 
 
 @pytest.mark.slow
