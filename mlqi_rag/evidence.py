@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from . import grouping
 from .errors import SourceChangedError
@@ -37,10 +37,6 @@ class Group:
     label: str
     source: str  # "codes" | "cluster" | "others" | "all"
     quotes: tuple[Quote, ...]
-
-
-# The group of clusters that only one interviewee's quotes make up: not a theme of the study.
-OTHERS = Group("passages", "others", ())
 
 
 def group_heading(source: str, n_interviews: int) -> tuple[str, str]:
@@ -145,7 +141,8 @@ def group_quotes(
             (q for k, v in clusters.items() if k not in themes for q in v), key=lambda q: -q.score
         )
     )
-    return groups + [replace(OTHERS, quotes=rest)] if rest else groups
+    # the clusters that only one interviewee's quotes make up: not themes of the study
+    return groups + [Group("passages", "others", rest)] if rest else groups
 
 
 def interview_texts(quotes: Sequence[Quote]) -> list[str]:
