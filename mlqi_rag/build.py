@@ -16,13 +16,14 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
+from .adapter import load as load_adapter
 from .chunking import ChunkParams, chunk_interviews, content_hash
 from .embedding import Embedder
 from .errors import MlqiError, printable
@@ -254,8 +255,13 @@ def build_index(
         collection = client.create_collection(
             collection_name(generation), metadata={"hnsw:space": "cosine"}, embedding_function=None
         )
-        write_chroma(collection, chunks, matrix)
-        write_span_collection(client, generation, chunks, table)
+        # Chroma answers questions, so it holds the vectors through the adapter; the .npz files
+        # keep the model's own (the next build's cache, whatever adapter it uses).
+        adapter = load_adapter(settings.adapter_path())
+        write_chroma(collection, chunks, adapter.apply(matrix))
+        write_span_collection(
+            client, generation, chunks, replace(table, vectors=adapter.apply(table.vectors))
+        )
         write_bm25(gen_dir / "bm25", chunks)
         # Row i is chunk i's vector: reused by the next build, and exact similarities at query time.
         np.savez(gen_dir / "embeddings.npz", hashes=np.array(hashes), vectors=matrix)

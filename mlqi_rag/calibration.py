@@ -200,8 +200,11 @@ def count_range(p_d: np.ndarray, certain: np.ndarray, spread: float, shown: int)
     return min(lo, shown), max(hi, shown)
 
 
-def bundled_model_path() -> Path:
-    return Path(str(resources.files("mlqi_rag") / "scan_model.json"))
+def bundled_model_path(adapted: bool = False) -> Path:
+    """The shipped scan model; ``adapted``: the one fitted on vectors through the shipped
+    adapter (its similarities are on another scale, so it has its own bars and weights)."""
+    name = "scan_model_adapted.json" if adapted else "scan_model.json"
+    return Path(str(resources.files("mlqi_rag") / name))
 
 
 @dataclass(frozen=True)

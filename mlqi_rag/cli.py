@@ -330,13 +330,14 @@ cli.add_command(agreement)
 
 
 from .cli_eval import calibrate, eval_cmd  # noqa: E402
-from .cli_fit import fit_grouping, fit_quotes, fit_retrieval  # noqa: E402
+from .cli_fit import fit_adapter, fit_grouping, fit_quotes, fit_retrieval  # noqa: E402
 
 cli.add_command(eval_cmd)
 cli.add_command(calibrate)
 cli.add_command(fit_grouping)
 cli.add_command(fit_retrieval)
 cli.add_command(fit_quotes)
+cli.add_command(fit_adapter)
 
 
 from .cli_suggest import suggest  # noqa: E402

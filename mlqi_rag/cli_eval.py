@@ -153,7 +153,8 @@ def _print_tables(tables: list[tuple[str, list[str], list[list[str]]]]) -> None:
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Where the fitted model is written (default: the bundled scan_model.json).",
+    help="Where the fitted model is written (default: the one the settings use, the bundled"
+    " scan_model.json, or scan_model_adapted.json with MLQI_EMBED_ADAPTER='').",
 )
 @click.option(
     "--ablate",
@@ -174,7 +175,7 @@ def calibrate(
     """Fit the scan's decision model on labelled question–interview pairs (dev split), and
     report it on the held-out split beside a one-feature baseline."""
     from .build import build_index
-    from .calibration import ScanModel, bundled_model_path
+    from .calibration import ScanModel
     from .evaluation import load_questions
     from .fitting import fit, pairs_for
     from .pipeline import Pipeline
@@ -192,7 +193,7 @@ def calibrate(
         raise click.UsageError(f"--ablate: {exc}") from None
 
     sets = sets or default_sets()
-    out = out or bundled_model_path()
+    out = out or _settings().scan_model_path()  # the model these settings answer with
     pairs: list[Any] = []
     absent: dict[tuple[str, str], bool] = {}
     coverage: set[tuple[str, str]] = set()

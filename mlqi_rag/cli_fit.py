@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from .cli import _emit_json, _fail, _settings, one_line_errors
 from .cli_eval import _print_tables, labelled_sets_options
@@ -256,3 +257,62 @@ def fit_quotes(sets: tuple[tuple[Path, Path], ...], index_root: Path, as_json: b
         )
         _pick_verdict(report, lambda d: quote_choice.QuoteWeights(**d).label())
     _must_ship(report, report["shipped"], "quote_choice.SHIPPED")
+
+
+@click.command(name="fit-adapter")
+@labelled_sets_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the fitted adapter here (.npz) instead of checking it against the shipped one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors
+def fit_adapter(
+    sets: tuple[tuple[Path, Path], ...], index_root: Path, out: Path | None, as_json: bool
+) -> None:
+    """Fit the linear adapter that questions and passages pass through, on the dev questions'
+    gold quotes, and report ranking by cosine with and without it on the held-out ones."""
+    from . import adapter, adapter_fit
+
+    data = [adapter_fit.labelled(n, p, q) for n, p, q in _labelled(sets, index_root)]
+    fitted = adapter_fit.fit(data)
+    report = adapter_fit.report(data, fitted)
+    if out is not None:
+        fitted.save(out)
+        report["written"] = str(out)
+    if as_json:
+        _emit_json(report)
+    else:
+        rows = [
+            [
+                f"{corpus}/{split}",
+                system,
+                f"{f['interview_ap']:.3f} ({f['coverage_questions']})",
+                f"{f['span_hit@10']:.3f} ({f['quoted_questions']})",
+            ]
+            for corpus, by_split in report["corpora"].items()
+            for split, systems in by_split.items()
+            for system, f in systems.items()
+        ]
+        _print_tables(
+            [
+                (
+                    "Ranking by cosine, the model's own vectors beside the adapter's "
+                    "(held-out never trains)",
+                    ["questions", "vectors", "interview AP (n)", "gold span in top 10 (n)"],
+                    rows,
+                )
+            ]
+        )
+        click.echo(f"fitted adapter {fitted.digest}")
+    if out is None:
+        shipped = adapter.load(adapter.BUNDLED)
+        assert fitted.matrix is not None and shipped.matrix is not None
+        if not np.allclose(fitted.matrix, shipped.matrix, atol=1e-4):
+            _fail(
+                f"the fitted adapter {fitted.digest} differs from the shipped "
+                f"{adapter.BUNDLED.name} ({shipped.digest}): refit with --out"
+            )
+            sys.exit(1)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .adapter import Adapter
+from .adapter import load as load_adapter
 from .settings import Settings, offline_environment
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,18 @@ def one_blas_thread() -> None:
 
 
 class Embedder:
-    """Lazy wrapper around ``SentenceTransformer``: loading costs seconds, so only when used."""
+    """Lazy wrapper around ``SentenceTransformer``: loading costs seconds, so only when used.
 
-    def __init__(self, model_path: str, name: str, batch_size: int = 32) -> None:
+    ``embed`` gives the model's own vectors (what the index stores); ``embed_questions`` gives
+    a question's vector for search, through the ``adapter`` the index's passages went through."""
+
+    def __init__(
+        self, model_path: str, name: str, batch_size: int = 32, adapter: Adapter | None = None
+    ) -> None:
         self.model_path = model_path
         self.name = name
         self.batch_size = batch_size
+        self.adapter = adapter or Adapter(None)
         self._model: Any = None
         self._lock = threading.Lock()
         self._questions: dict[str, np.ndarray] = {}
@@ -51,7 +59,22 @@ class Embedder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
-        return cls(settings.model_path(), settings.model_name(), settings.embed_batch_size)
+        return cls(
+            settings.model_path(),
+            settings.model_name(),
+            settings.embed_batch_size,
+            load_adapter(settings.adapter_path()),
+        )
+
+    def with_adapter(self, adapter: Adapter) -> Embedder:
+        """This embedder for an index built with ``adapter``: the same loaded model (no second
+        load), its own question cache (cached vectors went through the other adapter)."""
+        if adapter.digest == self.adapter.digest:
+            return self
+        other = Embedder(self.model_path, self.name, self.batch_size, adapter)
+        with self._lock:
+            other._model = self._model
+        return other
 
     @property
     def model(self) -> Any:
@@ -83,18 +106,20 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_one(self, text: str) -> np.ndarray:
-        """One question's vector (cached, see ``embed_questions``)."""
+        """One question's search vector (cached, see ``embed_questions``)."""
         return self.embed_questions([text])[0]
 
     def embed_questions(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Question vectors. Researchers re-ask a question with other filters, another engine
-        or an export, so the last ``QUESTION_CACHE`` questions' vectors are kept; the ones not
-        cached are embedded in one batch (a question and its topic: 14 ms against 22 ms)."""
+        """Question vectors for search (through the adapter). Researchers re-ask a question
+        with other filters, another engine or an export, so the last ``QUESTION_CACHE``
+        questions' vectors are kept; the ones not cached are embedded in one batch (a question
+        and its topic: 14 ms against 22 ms)."""
         with self._lock:
             got = {t: self._questions[t] for t in texts if t in self._questions}
         missing = list(dict.fromkeys(t for t in texts if t not in got))
         if missing:
-            for text, vector in zip(missing, self.embed(missing), strict=True):
+            vectors = self.adapter.apply(self.embed(missing))
+            for text, vector in zip(missing, vectors, strict=True):
                 vector.setflags(write=False)
                 got[text] = vector
             with self._lock:

@@ -22,14 +22,15 @@ class _LlamaEmbedding:
         from llama_index.core.base.embeddings.base import BaseEmbedding
 
         class OnDiskEmbedding(BaseEmbedding):
+            # The baseline is plain llama-index: the model's own vectors, no adapter.
             def _get_query_embedding(self, query: str) -> list[float]:
-                return embedder.embed_one(query).tolist()  # type: ignore[no-any-return]
+                return embedder.embed([query])[0].tolist()  # type: ignore[no-any-return]
 
             async def _aget_query_embedding(self, query: str) -> list[float]:
                 return self._get_query_embedding(query)
 
             def _get_text_embedding(self, text: str) -> list[float]:
-                return embedder.embed_one(text).tolist()  # type: ignore[no-any-return]
+                return embedder.embed([text])[0].tolist()  # type: ignore[no-any-return]
 
             def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
                 return embedder.embed(texts).tolist()  # type: ignore[no-any-return]

@@ -68,10 +68,11 @@ SAMPLE_SIZE = 12
 
 
 def quote_vectors(index: Index, rows: Sequence[int], turn_weight: float) -> np.ndarray:
-    """Unit vectors of span-table ``rows``: each span's own, mixed with its turn's."""
-    spans = index.spans
+    """Unit vectors of span-table ``rows``: each span's own, mixed with its turn's. Passages are
+    compared with passages here, so the model's own vectors, not the question adapter's."""
+    spans = index.raw_spans
     own = spans.vectors[list(rows)].astype(np.float64)
-    turn = index.vectors[spans.chunk[list(rows)]].astype(np.float64)
+    turn = index.raw_vectors[spans.chunk[list(rows)]].astype(np.float64)
     mixed = (1.0 - turn_weight) * own + turn_weight * turn
     norms = np.linalg.norm(mixed, axis=1, keepdims=True)
     return mixed / np.where(norms > 0, norms, 1.0)

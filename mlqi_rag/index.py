@@ -11,6 +11,7 @@ Layout of ``index_dir``::
         interviews.json     parsed interviews (for context display and verification)
         embeddings.npz      chunk vectors by content hash, reused by the next build
         spans.npz           every quotable participant span (offsets) and its vector
+                            (both the model's own vectors; ``adapter`` maps them at load)
         bm25/               bm25s index over question + text
         chroma/             Chroma PersistentClient data (absent with a Chroma server)
 
@@ -23,12 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .adapter import load as load_adapter
 from .errors import IndexMissingError, MlqiError, SourceChangedError, printable
 from .settings import Settings
 from .spans import SpanTable
@@ -124,8 +126,10 @@ class Index:
     interviews: dict[str, Interview]
     collection: Any
     bm25: Any
-    vectors: np.ndarray
-    spans: SpanTable
+    vectors: np.ndarray  # chunk vectors for search: through the adapter, as in Chroma
+    spans: SpanTable  # span vectors for search, likewise
+    raw_vectors: np.ndarray  # the model's own vectors, for passage-to-passage features
+    raw_spans: SpanTable
     by_id: dict[str, int] = field(default_factory=dict)
     _sources: dict[str, tuple[tuple[int, int], str]] = field(default_factory=dict)
     _df: dict[str, int] = field(default_factory=dict, repr=False)
@@ -169,6 +173,7 @@ class Index:
             raise IndexMissingError(
                 index_dir, "index was built with other model or chunking settings"
             )
+        adapter = load_adapter(settings.adapter_path())
         return cls(
             settings=settings,
             generation=generation,
@@ -177,8 +182,10 @@ class Index:
             interviews=interviews,
             collection=collection,
             bm25=bm25,
-            vectors=vectors,
-            spans=spans,
+            vectors=adapter.apply(vectors),
+            spans=replace(spans, vectors=adapter.apply(spans.vectors)),
+            raw_vectors=vectors,
+            raw_spans=spans,
             by_id={c.id: i for i, c in enumerate(chunks)},
         )
 

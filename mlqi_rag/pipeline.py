@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .adapter import load as load_adapter
 from .calibration import ScanModel
 from .embedding import Embedder
 from .index import Index
@@ -30,7 +31,10 @@ class Pipeline:
         cls, settings: Settings, embedder: Embedder | None = None, model: ScanModel | None = None
     ) -> Pipeline:
         index = Index.load(settings)  # fails fast, before the model loads, when there is no index
-        embedder = embedder or Embedder.from_settings(settings)
+        if embedder is None:
+            embedder = Embedder.from_settings(settings)
+        else:  # questions must pass through the adapter the index's vectors went through
+            embedder = embedder.with_adapter(load_adapter(settings.adapter_path()))
         if model is None:
             path = settings.scan_model_path()
             model = ScanModel.load(path) if path.is_file() else ScanModel.neutral()

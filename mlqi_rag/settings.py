@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     embed_model: str = Field(
         "", description="Sentence-transformers model directory; empty = bundled all-MiniLM-L6-v2."
     )
+    embed_adapter: str = Field(
+        "none",
+        description="Linear adapter (.npz) applied to question and passage vectors before they"
+        " are compared; empty = the fitted one shipped, 'none' = the model's own vectors.",
+    )
     embed_batch_size: int = Field(32, description="Texts per embedding batch.")
     chunk_max_tokens: int = Field(350, description="Cap on quotable tokens per chunk.")
     chunk_min_tokens: int = Field(
@@ -124,10 +129,25 @@ class Settings(BaseSettings):
         """A stable name for the model (not its install path, which differs per machine)."""
         return Path(self.model_path()).name if self.embed_model else "all-MiniLM-L6-v2"
 
+    def adapter_path(self) -> Path | None:
+        """The adapter file (None: compare the model's own vectors)."""
+        from .adapter import BUNDLED
+
+        if self.embed_adapter.strip().lower() == "none":
+            return None
+        return Path(self.embed_adapter) if self.embed_adapter else BUNDLED
+
+    def adapter_digest(self) -> str:
+        from .adapter import load
+
+        return load(self.adapter_path()).digest
+
     def scan_model_path(self) -> Path:
         from .calibration import bundled_model_path
 
-        return self.scan_model or bundled_model_path()
+        if self.scan_model:
+            return self.scan_model
+        return bundled_model_path(adapted=self.adapter_path() is not None)
 
     def settings_hash(self) -> str:
         """Names everything that shapes an answer: the index's settings and the fitted scan
@@ -140,6 +160,7 @@ class Settings(BaseSettings):
         shaping = {
             "index_format": 3,  # 2: quotable spans embedded at index time; 3: codes per coder
             "model": self.model_name(),
+            "adapter": self.adapter_digest(),  # Chroma holds the adapted vectors
             "chunk_max_tokens": self.chunk_max_tokens,
             "chunk_min_tokens": self.chunk_min_tokens,
             "question_max_tokens": self.question_max_tokens,

@@ -119,7 +119,7 @@ def abbreviations(codes: Sequence[str]) -> dict[str, str]:
 def build_corpus(index: Index, embedder: object) -> Corpus:
     """Every participant paragraph of ``index``: its vector is the mean of its sentence vectors
     (a paragraph too short for a sentence takes its turn chunk's vector)."""
-    table = index.spans
+    table = index.raw_spans  # passages against passages and code names: the model's own vectors
     rows: dict[str, list[tuple[int, int]]] = {}
     for j in range(len(table)):
         iv_id = index.chunks[int(table.chunk[j])].interview_id
@@ -144,10 +144,10 @@ def build_corpus(index: Index, embedder: object) -> Corpus:
                     near = [
                         i for i in mine if index.chunks[i].start <= p.start < index.chunks[i].end
                     ]
-                    v = index.vectors[(near or mine or [0])[0]]
+                    v = index.raw_vectors[(near or mine or [0])[0]]
                 vecs.append(v)
                 out.append(Passage(iv.id, t.index, p.start, p.end, p.text, p.coded, question))
-    dim = index.vectors.shape[1] if len(index.vectors) else 0
+    dim = index.raw_vectors.shape[1] if len(index.raw_vectors) else 0
     x = _normalised(np.array(vecs, dtype=np.float32).reshape(len(out), dim))
     questions = sorted({p.question for p in out if p.question})
     qv = dict(zip(questions, embedder.embed(questions), strict=True))  # type: ignore[attr-defined]
