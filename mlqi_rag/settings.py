@@ -1,6 +1,6 @@
 """One settings object for the whole pipeline (env prefix ``MLQI_``).
 
-Everything that shapes the index (model, chunking) is hashed into ``index_fingerprint`` so a
+Everything that shapes the index (model, adapter, chunking) is hashed into ``index_fingerprint`` so a
 changed setting forces a rebuild and every answer and report can say which settings produced it.
 """
 
