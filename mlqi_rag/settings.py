@@ -1,7 +1,8 @@
 """One settings object for the whole pipeline (env prefix ``MLQI_``).
 
-Everything that shapes the index (model, adapter, chunking) is hashed into ``index_fingerprint`` so a
-changed setting forces a rebuild and every answer and report can say which settings produced it.
+Everything that shapes the index (model, adapter, chunking) is hashed into ``index_fingerprint``
+so a changed setting forces a rebuild and every answer and report can say which settings
+produced it.
 """
 
 from __future__ import annotations
@@ -143,11 +144,17 @@ class Settings(BaseSettings):
         return load(self.adapter_path()).digest
 
     def scan_model_path(self) -> Path:
+        from .adapter import BUNDLED as bundled_adapter
         from .calibration import bundled_model_path
 
         if self.scan_model:
             return self.scan_model
-        return bundled_model_path(adapted=self.adapter_path() is not None)
+        adapter = self.adapter_path()
+        if adapter is None or adapter == bundled_adapter:
+            return bundled_model_path(adapted=adapter is not None)
+        # A scan model is fitted on one adapter's similarities: another adapter's lives beside
+        # it (``calibrate`` writes it there), never the shipped adapter's.
+        return adapter.with_name(f"{adapter.stem}.scan_model.json")
 
     def settings_hash(self) -> str:
         """Names everything that shapes an answer: the index's settings and the fitted scan

@@ -3,6 +3,7 @@ compared, applied to the stored vectors (``adapter``, ``adapter_fit``, ``mlqi-ra
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,12 @@ def test_the_adapter_names_the_index_and_picks_its_own_scan_model() -> None:
     assert raw.scan_model_path().name == "scan_model.json"
     assert adapted.scan_model_path().name == "scan_model_adapted.json"
     assert adapted.scan_model_path().is_file()
+    # another adapter's scan model lives beside it, never the shipped adapter's
+    own = Settings(embed_adapter="/data/fold3.npz").scan_model_path()
+    assert own == Path("/data/fold3.scan_model.json")
+    assert Settings(
+        embed_adapter="/data/fold3.npz", scan_model=Path("m.json")
+    ).scan_model_path() == Path("m.json")
 
 
 @pytest.mark.parametrize("content", [b"", b"not a numpy file", None])
@@ -60,8 +67,6 @@ def adapted_seeds(seed_index: Settings, embedder: Any, tmp_path_factory: Any) ->
     """The seeds indexed with the shipped adapter, reusing the raw index's vectors."""
     s = Settings(embed_adapter="", index_dir=tmp_path_factory.mktemp("adapted"))
     # the raw index's generation, copied in, is the cache the adapted build reuses
-    import shutil
-
     shutil.copytree(seed_index.index_dir, s.index_dir, dirs_exist_ok=True)
     before = embedder.calls
     report = build_index(s, embedder, progress=False)
