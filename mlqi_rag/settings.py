@@ -167,9 +167,12 @@ class Settings(BaseSettings):
         shaping = {
             "index_format": 3,  # 2: quotable spans embedded at index time; 3: codes per coder
             "model": self.model_name(),
-            "adapter": self.adapter_digest(),  # Chroma holds the adapted vectors
             "chunk_max_tokens": self.chunk_max_tokens,
             "chunk_min_tokens": self.chunk_min_tokens,
             "question_max_tokens": self.question_max_tokens,
         }
+        # Chroma holds the adapted vectors. Without an adapter the key is left out, so an index
+        # built before adapters existed keeps its fingerprint and is not rebuilt.
+        if self.adapter_path() is not None:
+            shaping["adapter"] = self.adapter_digest()
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
