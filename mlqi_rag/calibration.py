@@ -151,21 +151,29 @@ def lists_by_count(x: np.ndarray) -> bool:
 NAME_SHARE = 0.5
 
 
-def name_sayers(x: np.ndarray, said_in: tuple[int, int] | None = None) -> np.ndarray:
-    """Rows (interviews) whose participants say a name the question asks about, when that name
-    is distinctive: said in at least one and at most ``NAME_SHARE`` of the interviews.
-
-    ``said_in`` is (how many interviews of the whole corpus say it, of how many): a search
-    filtered to three interviews, two of which say LightGBM, does not make LightGBM a word
-    most interviewees say. Without it the searched rows are the corpus (the fitted questions
-    search it all)."""
-    said = x[:, FEATURES.index("name_hit")] > 0
-    n, of = said_in if said_in is not None else (int(said.sum()), len(said))
-    distinctive = bool(said.any()) and 1 <= n <= NAME_SHARE * of
-    return said if distinctive else np.zeros(len(x), bool)
+def name_said(x: np.ndarray) -> np.ndarray:
+    """Per row, the share of the question's names the interview says, as the features have it
+    (``name_hit``): what the listing rules read when the scan did not say which names tell
+    interviews apart (``CorpusNames.telling_names``)."""
+    return x[:, FEATURES.index("name_hit")]
 
 
-def answered_by_name(x: np.ndarray) -> bool:
+def name_sayers(said: np.ndarray, said_in: tuple[int, int] | None = None) -> np.ndarray:
+    """Rows (interviews) whose participants say a name the question asks about, when those
+    names are distinctive: said in at least one and at most ``NAME_SHARE`` of the interviews.
+
+    ``said`` is, per row, the share of the question's telling names the interview says
+    (``Scanner``'s ``name_said``; ``name_said(x)`` without it). ``said_in`` is (how many
+    interviews of the whole corpus say one, of how many): a search filtered to three
+    interviews, two of which say LightGBM, does not make LightGBM a word most interviewees
+    say. Without it the searched rows are the corpus (the fitted questions search it all)."""
+    says = said > 0
+    n, of = said_in if said_in is not None else (int(says.sum()), len(says))
+    distinctive = bool(says.any()) and 1 <= n <= NAME_SHARE * of
+    return says if distinctive else np.zeros(len(says), bool)
+
+
+def answered_by_name(x: np.ndarray, said: np.ndarray | None = None) -> bool:
     """Whether a question (its interviews' ``FEATURES`` rows) is a "which interviewees…"
     question over the corpus about a distinctive name some interviewees say ("Which
     participants mention LightGBM?"). Those interviews are its answer (``name_sayers``), so the
@@ -173,7 +181,7 @@ def answered_by_name(x: np.ndarray) -> bool:
     on the dev questions (36 transcripts): false abstention 0.072 → 0.064 at the same
     abstention, 0.878; the one unanswerable dev question it answers asks about mixed precision
     training "to reduce GPU memory", which four interviews mention."""
-    return lists_by_count(x) and bool(name_sayers(x).any())
+    return lists_by_count(x) and bool(name_sayers(name_said(x) if said is None else said).any())
 
 
 # The range printed with a "which interviewees…" count: this share of dev questions' true counts
@@ -237,7 +245,11 @@ class ScanModel:
         return self.t_which if asks_which and self.t_which >= 0 else self.t_discusses
 
     def discussing(
-        self, x: np.ndarray, p_d: np.ndarray, said_in: tuple[int, int] | None = None
+        self,
+        x: np.ndarray,
+        p_d: np.ndarray,
+        said_in: tuple[int, int] | None = None,
+        said: np.ndarray | None = None,
     ) -> np.ndarray:
         """Which of one question's searched interviews discuss it (rows of ``x``).
 
@@ -248,24 +260,29 @@ class ScanModel:
         F1 0.46 → 0.50, count error 3.3 → 2.1, false abstention 0.073 → 0.057. Other questions
         (and a "which" question about interviews it names) keep the fitted bar. A model with
         its own bar for "which" questions (``t_which`` ≥ 0: older models, and the one-feature
-        baseline, whose scores are not probabilities) uses that bar instead. ``said_in``: see
-        ``name_sayers``."""
+        baseline, whose scores are not probabilities) uses that bar instead. ``said_in`` and
+        ``said``: see ``name_sayers``."""
         if not len(p_d):
             return np.zeros(0, dtype=bool)
         if self.t_which < 0 and lists_by_count(x):
             k = int(round(float(p_d.sum())))
             out = np.zeros(len(p_d), dtype=bool)
             out[np.argsort(-p_d, kind="stable")[:k]] = True
-            return out | self.name_listed(x, said_in)
+            return out | self.name_listed(x, said_in, said)
         return p_d >= self.threshold(bool(x[0, FEATURES.index("asks_which")] > 0))
 
-    def name_listed(self, x: np.ndarray, said_in: tuple[int, int] | None = None) -> np.ndarray:
+    def name_listed(
+        self,
+        x: np.ndarray,
+        said_in: tuple[int, int] | None = None,
+        said: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Rows a "which interviewees…" question lists because their participants say the name
         it asks about ("Which participants mention LightGBM?"), however briefly: a passing
         mention scores low on every similarity. Repeated 5-fold CV on the dev questions, added
         to the expected-count list: coverage F1 0.557 → 0.636, count error 1.95 → 1.32."""
         if self.t_which < 0 and len(x) and lists_by_count(x):
-            return name_sayers(x, said_in)
+            return name_sayers(name_said(x) if said is None else said, said_in)
         return np.zeros(len(x), dtype=bool)
 
     def count_range(
@@ -274,15 +291,17 @@ class ScanModel:
         p_d: np.ndarray,
         chosen: np.ndarray | None = None,
         listed: np.ndarray | None = None,
+        said: np.ndarray | None = None,
     ) -> tuple[int, int] | None:
         """The range of a "which interviewees…" count (``count_range``); None for other
         questions, whose count is a bar's decision rather than a finding, and for models
         fitted without a spread. ``chosen`` and ``listed`` are ``discussing`` and
-        ``name_listed`` of the same rows, when the caller has them already."""
+        ``name_listed`` of the same rows, when the caller has them already; ``said``: see
+        ``name_sayers``."""
         if self.count_spread <= 0 or not len(p_d) or not lists_by_count(x):
             return None
-        chosen = self.discussing(x, p_d) if chosen is None else chosen
-        listed = self.name_listed(x) if listed is None else listed
+        chosen = self.discussing(x, p_d, said=said) if chosen is None else chosen
+        listed = self.name_listed(x, said=said) if listed is None else listed
         return count_range(p_d, listed, self.count_spread, int(chosen.sum()))
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,9 @@ class Pair:
     label: int  # 2 discusses, 1 touches, 0 silent
     features: tuple[float, ...]
     answerable: bool
+    # share of the question's telling names the interview says (``CorpusNames.name_said``):
+    # what the listing rules read (``calibration.name_sayers``), not a fitted feature
+    said: float = 0.0
 
 
 def _sets(pairs: Sequence[Pair], p: np.ndarray, t: float, level: int) -> dict[tuple, tuple]:
@@ -204,15 +207,15 @@ def _fit_spread(
     for rows in _by_question(dev).values():
         gold = sum(dev[i].label >= 2 for i in rows)
         if open_[rows[0]] and gold and lists_by_count(x[rows]):
-            qs.append((x[rows], oof[rows], gold))
+            qs.append((x[rows], oof[rows], gold, np.array([dev[i].said for i in rows])))
     if len(qs) < 5:  # too few lists to say how far their counts stray: print no range
         return 0.0, {"questions": len(qs)}
     report: dict[str, Any] = {}
     for spread in SPREADS:
         # the range the product prints (``ScanModel.count_range``), with this spread
         model = replace(ScanModel.neutral(), count_spread=spread)
-        ranges = [model.count_range(xq, p) or (0, len(p)) for xq, p, _ in qs]
-        hits = [lo <= gold <= hi for (lo, hi), (_, _, gold) in zip(ranges, qs, strict=True)]
+        ranges = [model.count_range(xq, p, said=sq) or (0, len(p)) for xq, p, _, sq in qs]
+        hits = [lo <= gold <= hi for (lo, hi), (_, _, gold, _) in zip(ranges, qs, strict=True)]
         report = {
             "questions": len(qs),
             "in_range": round(float(np.mean(hits)), 4),
@@ -239,7 +242,10 @@ def _fit_abstain(
     )
 
     # Questions a rule decides (an absent name; a name interviewees say) are not its to learn.
-    rows = [r for r in _by_question(dev).values() if open_[r[0]] and not answered_by_name(x[r])]
+    said = np.array([p.said for p in dev])
+    rows = [
+        r for r in _by_question(dev).values() if open_[r[0]] and not answered_by_name(x[r], said[r])
+    ]
     q = np.array([question_features(x[r], oof[r]) for r in rows])
     out_of_scope = np.array([not any(dev[i].label >= 2 for i in r) for r in rows])
     if out_of_scope.sum() < 2 or (~out_of_scope).sum() < 2:
@@ -327,6 +333,7 @@ def pairs_for(
                     label,
                     tuple(e.features[f] for f in FEATURES),
                     q.answerable,
+                    e.features.get("name_said", 0.0),
                 )
             )
     return pairs, absent

@@ -90,13 +90,16 @@ class Scanner:
         # the rule that lists those who say the name (``ScanModel.name_listed``). The fitted
         # features stay the name as written: the probabilities are the model's own.
         heard = self.terms.heard(q) if len(names) and lists_by_count(x) else {}
-        said_as = _heard_saying(x, names, heard)
+        said_share = self.terms.name_said(q, names, heard)
+        for iv in names:  # kept with the features: calibration replays the rules from them
+            features[iv]["name_said"] = said_share[iv]
+        saying = np.array([said_share[iv] for iv in names], dtype=np.float64)
         said_in = self.terms.said_in(q, heard)
-        chosen = self.model.discussing(said_as, p_d, said_in)
+        chosen = self.model.discussing(x, p_d, said_in, saying)
         # "Which participants mention LightGBM?": an interview listed for saying it is quoted
         # saying it, not with a stronger passage about something else.
-        listed = self.model.name_listed(said_as, said_in)
-        asked = self.terms.names(q) if listed.any() else ()
+        listed = self.model.name_listed(x, said_in, saying)
+        asked = self.terms.telling_names(q) if listed.any() else ()
         evidence = []
         for i, iv in enumerate(names):
             bar = self.model.threshold(features[iv]["asks_which"] > 0)
@@ -126,7 +129,7 @@ class Scanner:
             model=self.model.digest,
             p_out_of_scope=p_out,
             t_out_of_scope=self.model.t_abstain,
-            count_range=self.model.count_range(said_as, p_d, chosen, listed)
+            count_range=self.model.count_range(x, p_d, chosen, listed, saying)
             if len(names)
             else None,
             answered_by_name=bool(listed.any()),
@@ -352,18 +355,3 @@ def _standard(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     kept = values[mask]
     sd = float(kept.std()) or 1.0
     return np.where(mask, (values - float(kept.mean())) / sd, -10.0)
-
-
-def _heard_saying(
-    x: np.ndarray, names: Sequence[str], heard: dict[str, dict[str, tuple[str, ...]]]
-) -> np.ndarray:
-    """``x`` with the interviews heard saying a name (``CorpusNames.heard``) counted as saying
-    it (``name_hit``), for the listing rules only."""
-    if not heard:
-        return x
-    out = x.copy()
-    col = FEATURES.index("name_hit")
-    for i, iv in enumerate(names):
-        share = sum(iv in by_iv for by_iv in heard.values()) / max(1, len(heard))
-        out[i, col] = max(out[i, col], share)
-    return out

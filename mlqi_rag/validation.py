@@ -41,10 +41,11 @@ def question_sets(
     for key, rows in by_q.items():
         gold = {p.interview_id for p, _ in rows if p.label >= 2}
         qx = np.array([p.features for p, _ in rows], dtype=np.float64)
-        chosen = model.discussing(qx, np.array([pr for _, pr in rows]))
+        said = np.array([p.said for p, _ in rows])
+        chosen = model.discussing(qx, np.array([pr for _, pr in rows]), said=said)
         pred = {p.interview_id for (p, _), c in zip(rows, chosen, strict=True) if c}
         p_out = model.p_out_of_scope(question_features(qx, np.array([pr for _, pr in rows])))
-        by_name = bool(model.name_listed(qx).any())
+        by_name = bool(model.name_listed(qx, said=said).any())
         if (absent and absent.get(key)) or (not by_name and model.abstains(p_out)):
             pred = set()
         out.append((key, rows[0][0].answerable and bool(gold), pred, gold))

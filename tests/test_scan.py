@@ -203,6 +203,17 @@ def test_which_questions_list_whoever_says_the_name() -> None:
     # a search filtered to these rows: whether the name picks anyone out is the corpus's fact
     assert model.name_listed(common, said_in=(2, 36)).tolist() == common[:, f["name_hit"]].tolist()
     assert not model.name_listed(x, said_in=(30, 36)).any()
+    # the scan says who says a telling name (not "ML", said by most): that, not ``name_hit``
+    said = np.zeros(len(p_d))
+    said[[8]] = 1.0
+    assert model.name_listed(common, said=said).tolist() == [False] * 8 + [True, False]
+    assert model.discussing(common, p_d, said=said).tolist() == [True] * 3 + [False] * 5 + [
+        True,
+        False,
+    ]
+    assert model.count_range(common, p_d, said=said) == model.count_range(
+        common, p_d, model.discussing(common, p_d, said=said), said > 0
+    )
 
 
 def test_how_far_the_strongest_interview_stands_out() -> None:
@@ -240,6 +251,9 @@ def test_a_which_question_about_a_name_interviewees_say_is_not_turned_away() -> 
     common = x.copy()
     common[:6, f["name_hit"]] = 1.0
     assert not answered_by_name(how) and not answered_by_name(common)
+    said = np.zeros(10)
+    said[3] = 0.5  # one of the telling names, however often the common one is said
+    assert answered_by_name(common, said) and not answered_by_name(x, np.zeros(10))
     sure = Scan("q", (), p_out_of_scope=0.99, t_out_of_scope=0.7)
     assert sure.out_of_scope
     assert not Scan(
@@ -625,6 +639,31 @@ def test_which_mention_lists_and_quotes_the_interviews_that_say_it(
     for iv in ("8", "13"):
         quotes = [c.quote for c in answer.citations if c.interview_id == iv]
         assert quotes and all("gbm" in q.lower() for q in quotes), quotes
+
+
+@pytest.mark.slow
+def test_a_name_most_interviewees_say_does_not_hide_those_who_say_the_rare_ones(
+    mlsss_pipeline: Pipeline,
+) -> None:
+    """ "… in their ML work": ML is said in 25 of the 36 interviews. Counted among the names,
+    29 interviews "said a name", too many to pick anyone out, and only the three strongest by
+    similarity were listed. It tells nobody apart, so the interviews that say AWS, SageMaker or
+    Lambda are listed, each quoted saying it (grepped: 15 interviews)."""
+    terms = mlsss_pipeline.scanner.terms
+    question = "Which participants mention AWS, SageMaker or Lambda in their ML work?"
+    assert terms.names(question) == ("AWS", "SageMaker", "Lambda", "ML")
+    assert terms.telling_names(question) == ("AWS", "SageMaker", "Lambda")
+    sayers = terms.sayers("AWS") | terms.sayers("SageMaker") | terms.sayers("Lambda")
+    assert len(sayers) == 15 and len(terms.sayers("ML")) == 25
+    assert terms.said_in(question) == (15, 36)
+    answer = mlsss_pipeline.engine("extractive").answer(question)
+    assert not answer.abstained
+    assert sayers <= set(answer.coverage["interviews"])
+    for iv in sayers:
+        quotes = [c.quote.lower() for c in answer.citations if c.interview_id == iv]
+        assert quotes and all(
+            any(n in q for n in ("aws", "sagemaker", "sage maker", "lambda")) for q in quotes
+        ), (iv, quotes)
 
 
 @pytest.mark.slow
