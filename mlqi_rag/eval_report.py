@@ -15,6 +15,7 @@ from .evaluation import KINDS, EvalRun
 RETRIEVAL_KEYS = (
     "interview_recall@5",
     "interview_recall@10",
+    "interview_recall_capped@10",
     "quote_hit@5",
     "quote_hit@10",
     "quote_hit@4000ch",
@@ -85,7 +86,7 @@ def report_tables(run: EvalRun) -> list[tuple[str, list[str], list[list[str]]]]:
         for k in (*RETRIEVAL_KEYS, *ANSWER_KEYS)
     ] + [
         [f"{k} (as the answer read)", *(_fmt(by_split[s].get(f"read:{k}")) for s in splits)]
-        for k in ("interview_recall@5", "interview_recall@10")
+        for k in ("interview_recall@5", "interview_recall@10", "interview_recall_capped@10")
     ]
     tables.append(
         (

@@ -173,6 +173,10 @@ def retrieval_metrics(
     for k in (5, 10):
         found = {it.interview_id for it in items[:k]}
         m[f"interview_recall@{k}"] = len(gold & found) / len(gold)
+        # Ten passages can name at most ten interviews, and a "which interviewees…" question's
+        # list can be 21 long: capped recall (BEIR's R_cap@k) counts the ten as complete when
+        # each is on the list, so a perfect ranking scores 1 whatever the list's length.
+        m[f"interview_recall_capped@{k}"] = len(gold & found) / min(k, len(gold))
         if quotes:
             hits = sum(
                 any(it.interview_id == iv and covers(it, qt, sp) for it in items[:k])

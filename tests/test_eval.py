@@ -92,6 +92,13 @@ def test_retrieval_metrics_per_question(questions) -> None:  # type: ignore[no-u
     m = retrieval_metrics(items, q, lambda iv, quote: None)
     assert m["mrr"] == 0.5
     assert m["interview_recall@5"] == pytest.approx(1 / len(q.gold_interviews))
+    assert m["interview_recall_capped@5"] == pytest.approx(1 / min(5, len(q.gold_interviews)))
+    # a list longer than k: every one of the k interviews on it is a complete top k
+    wide = q.model_copy(update={"gold_interviews": [str(i) for i in range(30)]})
+    ten = [Retrieved(str(i), "x", ()) for i in range(10)]
+    got = retrieval_metrics(ten, wide, lambda iv, quote: None)
+    assert got["interview_recall@10"] == pytest.approx(1 / 3)
+    assert got["interview_recall_capped@10"] == 1.0
 
 
 def test_bad_question_file(tmp_path: Path) -> None:
