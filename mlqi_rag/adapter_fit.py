@@ -145,12 +145,13 @@ def figures(data: Labelled, adapter: Adapter, split: str) -> dict[str, float]:
     }
 
 
-def report(sets: Sequence[Labelled], adapter: Adapter) -> dict[str, Any]:
-    """Each corpus and split: the raw vectors' figures beside the adapter's."""
+def report(sets: Sequence[Labelled], adapter: Adapter, ridge: float = RIDGE) -> dict[str, Any]:
+    """Each corpus and split: the raw vectors' figures beside the adapter's (fitted with
+    ``ridge``)."""
     raw = Adapter(None)
     return {
         "digest": adapter.digest,
-        "recipe": {"ridge": RIDGE, "steps": STEPS, "learning_rate": LEARNING_RATE},
+        "recipe": {"ridge": ridge, "steps": STEPS, "learning_rate": LEARNING_RATE},
         "corpora": {
             d.name: {
                 split: {"raw": figures(d, raw, split), "adapted": figures(d, adapter, split)}

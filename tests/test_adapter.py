@@ -170,3 +170,42 @@ def test_the_shipped_adapter_is_what_the_fit_gives_and_helps_held_out(
     held = adapter_fit.report(sets, fitted)["corpora"]["mlsss"]["heldout"]
     assert held["adapted"]["interview_ap"] >= held["raw"]["interview_ap"] + 0.02, held
     assert held["adapted"]["span_hit@10"] >= held["raw"]["span_hit@10"] + 0.05, held
+
+
+@pytest.mark.slow
+def test_cross_fitting_gives_each_dev_question_an_adapter_that_never_saw_it(
+    seed_index: Settings, embedder: Any
+) -> None:
+    """``mlqi-rag fit-adapter --cross-fit``: every dev question is scanned once, through the
+    adapter fitted without its fold (not the one fitted on all of them, which saw it), and no
+    held-out question is scanned at all."""
+    from mlqi_rag import adapter_crossfit
+    from mlqi_rag.fitting import pairs_for
+
+    pipe = Pipeline.load(seed_index, embedder)
+    questions = load_questions(EVAL / "questions.jsonl")
+    data = adapter_fit.labelled("corpus", pipe, questions)
+    sets = [("corpus", pipe, questions, data)]
+    keys = [("corpus", q.id) for q in questions if q.split == "dev"]
+    folds = adapter_crossfit.folds_of(keys)
+    assert folds == adapter_crossfit.folds_of(keys)  # seeded
+    sizes = np.bincount(list(folds.values()))
+    assert len(sizes) == adapter_crossfit.FOLDS and sizes.max() - sizes.min() <= 1
+
+    pairs, _ = adapter_crossfit.cross_fitted_pairs(sets, ridge=adapter_fit.RIDGE)
+    dev = [q for q in questions if q.split == "dev"]
+    raw, _ = pairs_for(pipe, dev, "corpus")  # as many interviews per question, raw or adapted
+    assert sorted(p.question_id for p in pairs) == sorted(p.question_id for p in raw)
+    assert {p.question_id for p in pairs} == {q.id for q in dev}
+
+    # One question's features are those of the adapter fitted without its fold ...
+    q = next(q for q in questions if q.split == "dev" and q.answerable and q.gold_quotes)
+    left_out = {key for key, f in folds.items() if f == folds[("corpus", q.id)]}
+    own = adapter_fit.fit([adapter_crossfit._without(data, left_out)], ridge=adapter_fit.RIDGE)
+    expected, _ = pairs_for(adapter_crossfit.through(pipe, own), [q], "corpus")
+    got = [p for p in pairs if p.question_id == q.id]
+    assert [p.features for p in got] == [p.features for p in expected]
+    # ... not those of the adapter that trained on it
+    full = adapter_fit.fit([data], ridge=adapter_fit.RIDGE)
+    insample, _ = pairs_for(adapter_crossfit.through(pipe, full), [q], "corpus")
+    assert [p.features for p in got] != [p.features for p in insample]
