@@ -53,7 +53,9 @@ def through(pipeline: Pipeline, adapter: Adapter) -> Pipeline:
     )
 
 
-def folds_of(keys: Sequence[tuple[str, str]], folds: int = FOLDS, seed: int = 0) -> dict:
+def folds_of(
+    keys: Sequence[tuple[str, str]], folds: int = FOLDS, seed: int = 0
+) -> dict[tuple[str, str], int]:
     """Each (corpus, question id) its fold: a seeded shuffle dealt round, so folds are even."""
     order = np.random.default_rng(seed).permutation(len(keys))
     return {keys[i]: n % folds for n, i in enumerate(order)}

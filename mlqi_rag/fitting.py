@@ -42,8 +42,15 @@ class Pair:
     features: tuple[float, ...]
     answerable: bool
     # share of the question's telling names the interview says (``CorpusNames.name_said``):
-    # what the listing rules read (``calibration.name_sayers``), not a fitted feature
-    said: float = 0.0
+    # what the listing rules read (``calibration.name_sayers``), not a fitted feature; None
+    # (a pair made without a scan) reads the fitted ``name_hit``, as ``name_said`` does
+    said: float | None = None
+
+
+def said_of(pairs: Sequence[Pair]) -> np.ndarray:
+    """Each pair's ``said``: what the listing rules read for its interview."""
+    hit = FEATURES.index("name_hit")
+    return np.array([p.features[hit] if p.said is None else p.said for p in pairs])
 
 
 def _sets(pairs: Sequence[Pair], p: np.ndarray, t: float, level: int) -> dict[tuple, tuple]:
@@ -207,7 +214,7 @@ def _fit_spread(
     for rows in _by_question(dev).values():
         gold = sum(dev[i].label >= 2 for i in rows)
         if open_[rows[0]] and gold and lists_by_count(x[rows]):
-            qs.append((x[rows], oof[rows], gold, np.array([dev[i].said for i in rows])))
+            qs.append((x[rows], oof[rows], gold, said_of([dev[i] for i in rows])))
     if len(qs) < 5:  # too few lists to say how far their counts stray: print no range
         return 0.0, {"questions": len(qs)}
     report: dict[str, Any] = {}
@@ -242,7 +249,7 @@ def _fit_abstain(
     )
 
     # Questions a rule decides (an absent name; a name interviewees say) are not its to learn.
-    said = np.array([p.said for p in dev])
+    said = said_of(dev)
     rows = [
         r for r in _by_question(dev).values() if open_[r[0]] and not answered_by_name(x[r], said[r])
     ]
@@ -333,7 +340,7 @@ def pairs_for(
                     label,
                     tuple(e.features[f] for f in FEATURES),
                     q.answerable,
-                    e.features.get("name_said", 0.0),
+                    e.features.get("name_said"),
                 )
             )
     return pairs, absent

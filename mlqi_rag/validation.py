@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from .calibration import FEATURES, ScanModel, question_features
-from .fitting import Pair, best_threshold, fit, set_f1
+from .fitting import Pair, best_threshold, fit, said_of, set_f1
 
 
 def decisions(
@@ -41,7 +41,7 @@ def question_sets(
     for key, rows in by_q.items():
         gold = {p.interview_id for p, _ in rows if p.label >= 2}
         qx = np.array([p.features for p, _ in rows], dtype=np.float64)
-        said = np.array([p.said for p, _ in rows])
+        said = said_of([p for p, _ in rows])
         chosen = model.discussing(qx, np.array([pr for _, pr in rows]), said=said)
         pred = {p.interview_id for (p, _), c in zip(rows, chosen, strict=True) if c}
         p_out = model.p_out_of_scope(question_features(qx, np.array([pr for _, pr in rows])))

@@ -822,3 +822,16 @@ def test_the_shipped_model_is_what_calibration_fits(
     without = cross_validated(pairs, ruled, coverage, ["passage_max"])["mlsss-transcripts"]
     assert full["coverage_f1"] > without["coverage_f1"] + 0.01, (full, without)
     assert full["precision"] > without["precision"] and full["recall"] > without["recall"]
+
+
+def test_a_pair_made_without_a_scan_is_listed_by_its_fitted_name_hit() -> None:
+    """The listing rules read what the scan says each interview says (``Pair.said``); a pair
+    made without one (older pickles, hand-made pairs) reads ``name_hit``, as ``name_said`` does,
+    rather than a default that would silently list nobody."""
+    from mlqi_rag.fitting import said_of
+
+    f = np.zeros(len(FEATURES))
+    f[FEATURES.index("name_hit")] = 0.5
+    bare = Pair("q", "c", "dev", "1", 2, tuple(f), True)
+    scanned = Pair("q", "c", "dev", "2", 2, tuple(f), True, said=0.0)
+    assert said_of([bare, scanned]).tolist() == [0.5, 0.0]
