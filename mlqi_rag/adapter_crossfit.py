@@ -24,9 +24,6 @@ from .calibration import ScanModel
 from .evaluation import Question
 from .fitting import Pair, pairs_for
 from .pipeline import Pipeline
-from .retrieval import Retriever
-from .scan import Scanner
-from .terms import CorpusTerms
 from .validation import cross_validated
 
 FOLDS = 5
@@ -35,21 +32,11 @@ FOLDS = 5
 def through(pipeline: Pipeline, adapter: Adapter) -> Pipeline:
     """``pipeline`` with its vectors and its questions taken through ``adapter`` (from the
     index's stored model vectors: nothing is embedded again), scanning with the neutral model."""
-    index = pipeline.index
-    spans = index.raw_spans
-    adapted = dataclasses.replace(
-        index,
-        vectors=adapter.apply(index.raw_vectors),
-        spans=dataclasses.replace(spans, vectors=adapter.apply(spans.vectors)),
-    )
-    embedder = pipeline.embedder.with_adapter(adapter)
-    terms = CorpusTerms(adapted)
-    return Pipeline(
+    return Pipeline.of(
         pipeline.settings,
-        embedder,
-        adapted,
-        Retriever(adapted, embedder, pipeline.settings, terms=terms),
-        Scanner(adapted, embedder, ScanModel.neutral(), shared_terms=terms),
+        pipeline.embedder.with_adapter(adapter),
+        pipeline.index.through(adapter),
+        ScanModel.neutral(),
     )
 
 

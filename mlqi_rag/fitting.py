@@ -26,6 +26,7 @@ from .calibration import (
     ScanModel,
     answered_by_name,
     lists_by_count,
+    name_said,
     question_features,
 )
 
@@ -49,8 +50,10 @@ class Pair:
 
 def said_of(pairs: Sequence[Pair]) -> np.ndarray:
     """Each pair's ``said``: what the listing rules read for its interview."""
-    hit = FEATURES.index("name_hit")
-    return np.array([p.features[hit] if p.said is None else p.said for p in pairs])
+    if not pairs:
+        return np.zeros(0)
+    fitted = name_said(np.array([p.features for p in pairs], dtype=np.float64))
+    return np.array([f if p.said is None else p.said for p, f in zip(pairs, fitted, strict=True)])
 
 
 def _sets(pairs: Sequence[Pair], p: np.ndarray, t: float, level: int) -> dict[tuple, tuple]:

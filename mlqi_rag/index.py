@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .adapter import Adapter
 from .adapter import load as load_adapter
 from .errors import IndexMissingError, MlqiError, SourceChangedError, printable
 from .settings import Settings
@@ -173,7 +174,6 @@ class Index:
             raise IndexMissingError(
                 index_dir, "index was built with other model or chunking settings"
             )
-        adapter = load_adapter(settings.adapter_path())
         return cls(
             settings=settings,
             generation=generation,
@@ -182,11 +182,21 @@ class Index:
             interviews=interviews,
             collection=collection,
             bm25=bm25,
-            vectors=adapter.apply(vectors),
-            spans=replace(spans, vectors=adapter.apply(spans.vectors)),
+            vectors=vectors,
+            spans=spans,
             raw_vectors=vectors,
             raw_spans=spans,
             by_id={c.id: i for i, c in enumerate(chunks)},
+        ).through(load_adapter(settings.adapter_path()))
+
+    def through(self, adapter: Adapter) -> Index:
+        """This index with its search vectors taken through ``adapter``, from the model's own
+        vectors (nothing is embedded again): what ``load`` gives for the settings' adapter,
+        and what cross-fitting (``adapter_crossfit``) gives for one fitted without a fold."""
+        return replace(
+            self,
+            vectors=adapter.apply(self.raw_vectors),
+            spans=replace(self.raw_spans, vectors=adapter.apply(self.raw_spans.vectors)),
         )
 
     def source_text(self, interview_id: str) -> str:

@@ -245,15 +245,12 @@ class CorpusNames:
     def said_in(
         self, question: str, heard: dict[str, dict[str, tuple[str, ...]]] | None = None
     ) -> tuple[int, int]:
-        """How many interviews of the corpus say one of the question's names (as written, or
-        misheard as ``heard`` found them), of how many. Whether a name picks anyone out is a
-        fact of the corpus, not of a filtered search (``calibration.name_sayers``)."""
-        who: set[str] = set()
-        for name in self.telling_names(question):
-            who |= self.sayers(name)
-        for by_iv in (heard or {}).values():
-            who |= set(by_iv)
-        return len(who), len(self.interviews)
+        """How many interviews of the corpus say one of the question's telling names (as
+        written, or misheard as ``heard`` found them: ``name_said``), of how many. Whether a
+        name picks anyone out is a fact of the corpus, not of a filtered search
+        (``calibration.name_sayers``)."""
+        shares = self.name_said(question, list(self.interviews), heard)
+        return sum(share > 0 for share in shares.values()), len(self.interviews)
 
     def name_said(
         self,

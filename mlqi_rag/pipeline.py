@@ -38,7 +38,13 @@ class Pipeline:
         if model is None:
             path = settings.scan_model_path()
             model = ScanModel.load(path) if path.is_file() else ScanModel.neutral()
-        terms = CorpusTerms(index)  # one reading of the corpus's words, for both
+        return cls.of(settings, embedder, index, model)
+
+    @classmethod
+    def of(cls, settings: Settings, embedder: Embedder, index: Index, model: ScanModel) -> Pipeline:
+        """The retriever and the scanner over a loaded index, sharing one reading of the
+        corpus's words."""
+        terms = CorpusTerms(index)
         return cls(
             settings,
             embedder,
